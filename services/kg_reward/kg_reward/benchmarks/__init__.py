@@ -1,0 +1,1 @@
+"""Benchmarks run by ``make bench``: extraction speed and accuracy, service latency."""
