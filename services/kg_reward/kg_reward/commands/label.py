@@ -1,0 +1,122 @@
+"""``kg-reward label``: label radiology reports with ChestX-ray14 or CheXpert findings.
+
+    kg-reward label --reports reports.csv --schema chestxray14 --output labels.csv \
+        [--gold gold_labels.csv]
+
+The reports CSV needs the columns ``uid``, ``findings`` and ``impression`` (other columns
+are ignored, empty cells are allowed). With ``--gold`` the command prints per-finding and
+micro precision, recall and F1 against a label CSV in the same layout as the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kg_reward.errors import CommandError
+
+REPORT_COLUMNS = ("uid", "findings", "impression")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "label",
+        help="Label reports with ChestX-ray14 or CheXpert findings from their graphs.",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "--reports", required=True, type=Path, help="CSV with uid, findings, impression."
+    )
+    parser.add_argument(
+        "--schema",
+        required=True,
+        help="Label schema: chestxray14 (0/1) or chexpert (1/0/-1/blank).",
+    )
+    parser.add_argument("--output", required=True, type=Path, help="Label CSV to write.")
+    parser.add_argument(
+        "--gold", type=Path, default=None, help="Gold label CSV to score the output against."
+    )
+    parser.add_argument(
+        "--pipeline", type=Path, default=None, help="Saved pipeline directory (default: packaged)."
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="Reports per spaCy batch (default 64)."
+    )
+    parser.set_defaults(func=run)
+
+
+def read_reports(path: Path) -> list[dict[str, str]]:
+    """Read the report rows, raising CommandError on a missing file or missing columns."""
+    if not path.is_file():
+        raise CommandError(f"reports file not found: {path}")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [name for name in REPORT_COLUMNS if name not in (reader.fieldnames or ())]
+            if missing:
+                raise CommandError(
+                    f"{path}: missing column(s) {', '.join(missing)}; "
+                    f"the reports CSV needs {', '.join(REPORT_COLUMNS)}"
+                )
+            return [{name: row[name] or "" for name in REPORT_COLUMNS} for row in reader]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise CommandError(f"{path}: not a readable UTF-8 CSV file ({error})") from error
+
+
+def run(args: argparse.Namespace) -> int:
+    from kg_reward.labeler import SCHEMAS
+
+    if args.schema not in SCHEMAS:
+        raise CommandError(f"unknown --schema {args.schema!r}; use one of {', '.join(SCHEMAS)}")
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    reports = read_reports(args.reports)
+    gold = read_gold(args.gold, args.schema) if args.gold is not None else None
+
+    import kg_reward
+    from kg_reward.labeler import Labeler, label_ids, report_text, write_labels
+
+    labeler = Labeler(kg_reward.load(args.pipeline))
+    texts = [report_text(row["findings"], row["impression"]) for row in reports]
+    rows = labeler.label_texts(texts, args.schema, batch_size=args.batch_size)
+    ids = label_ids([row["uid"] for row in reports], args.schema)
+    try:
+        write_labels(args.output, ids, rows, args.schema)
+    except OSError as error:
+        raise CommandError(f"cannot write --output {args.output}: {error}") from error
+
+    if gold is not None:
+        print_scores(ids, rows, gold, args.schema)
+    return 0
+
+
+def read_gold(path: Path, schema: str) -> dict[str, dict[str, str]]:
+    """Read the --gold label CSV, raising CommandError when it is missing or malformed."""
+    from kg_reward.labeler import read_labels
+
+    if not path.is_file():
+        raise CommandError(f"gold file not found: {path}")
+    try:
+        return read_labels(path, schema)
+    except (ValueError, csv.Error) as error:
+        raise CommandError(str(error)) from error
+
+
+def print_scores(
+    ids: list[str],
+    rows: Sequence[Mapping[str, int | None]],
+    gold: dict[str, dict[str, str]],
+    schema: str,
+) -> None:
+    """Print per-finding and micro precision, recall and F1 against the gold rows."""
+    from kg_reward.gold import format_label_scores, score_label_rows
+    from kg_reward.labeler import CHESTXRAY14_FINDINGS, CHEXPERT_OBSERVATIONS
+
+    findings = CHESTXRAY14_FINDINGS if schema == "chestxray14" else CHEXPERT_OBSERVATIONS[1:]
+    scores, matched = score_label_rows(ids, rows, gold, findings)
+    if not matched:
+        raise CommandError("no report id of --reports appears in --gold; nothing to score")
+    print(f"scored {matched} of {len(ids)} reports against {len(gold)} gold rows")
+    print(format_label_scores(scores))

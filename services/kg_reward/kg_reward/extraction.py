@@ -1,0 +1,221 @@
+"""Radiology text -> ReXKG knowledge graphs with the kg_reward spaCy pipeline.
+
+``Extractor`` wraps the spaCy ``Language`` built by ``kg_reward.pipeline.build_pipeline`` (or
+loaded from a directory) and turns each processed ``Doc`` into a ``kg_schema.KnowledgeGraph``:
+
+* disorders become ``disorder_notpresent`` when absent and ``disorder_present`` otherwise
+  (uncertain findings keep ``assertion="uncertain"``); devices map to ``devices_present`` /
+  ``devices_notpresent`` the same way; procedures map to ``procedures``; anatomy, concept and
+  size keep their names;
+* entities in the sections named in ``skip_sections`` (by default indication, history,
+  comparison and technique, which describe why and how a study was done rather than what it
+  shows) are left out, together with their relations.
+
+Input rules: a text that is not a ``str`` raises ``InputError``; a text longer than
+``MAX_TEXT_CHARS`` characters raises ``TextTooLongError``; an empty or whitespace-only text gives
+an empty graph. Control characters and non-English text go through the pipeline like any other
+text and usually yield no entities.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from kg_schema import KnowledgeGraph
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from kg_reward.errors import InputError, TextTooLongError
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 100_000
+DEFAULT_SKIP_SECTIONS = frozenset({"indication", "history", "comparison", "technique"})
+_PRESENCE_LABELS = {
+    ("disorder", False): "disorder_notpresent",
+    ("disorder", True): "disorder_present",
+    ("device", False): "devices_notpresent",
+    ("device", True): "devices_present",
+}
+_PLAIN_LABELS = {
+    "anatomy": "anatomy",
+    "procedure": "procedures",
+    "concept": "concept",
+    "size": "size",
+}
+
+# A cached graph: entity tuples (text, start, end, label, canonical, assertion) and relation
+# tuples (head, tail, type). Tuples keep cached results immutable; models are built per call.
+_EntityRow = tuple[str, int, int, str, str, str]
+_GraphRows = tuple[tuple[_EntityRow, ...], tuple[tuple[int, int, str], ...]]
+
+
+class Extractor:
+    """Extract knowledge graphs from radiology text.
+
+    ``cache_size`` texts keep their graphs in an LRU cache, because GRPO scores every
+    completion of a group against the same reference text; 0 turns the cache off.
+    """
+
+    def __init__(
+        self,
+        nlp: Language,
+        *,
+        skip_sections: Iterable[str] = DEFAULT_SKIP_SECTIONS,
+        cache_size: int = 4096,
+    ) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
+        self.nlp = nlp
+        self.skip_sections = frozenset(skip_sections)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, _GraphRows] = OrderedDict()
+
+    def extract(
+        self,
+        texts: Iterable[str],
+        ids: Sequence[str] | None = None,
+        batch_size: int = 64,
+    ) -> list[KnowledgeGraph]:
+        """Return one graph per text, in order; the whole batch is checked before any work."""
+        texts = list(texts)
+        if ids is not None and len(ids) != len(texts):
+            raise InputError(
+                f"ids has {len(ids)} entries but texts has {len(texts)}; "
+                "pass one id per text or no ids"
+            )
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        for position, text in enumerate(texts):
+            check_text(text, position)
+
+        rows: list[_GraphRows | None] = [self._cache_get(text) for text in texts]
+        missing = [position for position, row in enumerate(rows) if row is None]
+        unique = list(dict.fromkeys(texts[position] for position in missing))
+        if unique:
+            docs = self.nlp.pipe(unique, batch_size=batch_size)
+            computed = {text: self._rows_of(doc) for text, doc in zip(unique, docs)}
+            for text, graph_rows in computed.items():
+                self._cache_put(text, graph_rows)
+            for position in missing:
+                rows[position] = computed[texts[position]]
+
+        return [
+            _build_graph(graph_rows, None if ids is None else ids[position])
+            for position, graph_rows in enumerate(rows)
+            if graph_rows is not None
+        ]
+
+    def extract_one(self, text: str, id: str | None = None) -> KnowledgeGraph:
+        """Return the graph of one text."""
+        return self.extract([text], None if id is None else [id])[0]
+
+    def to_disk(self, path: str | Path) -> None:
+        """Save the spaCy pipeline as a directory that ``kg_reward.load(path)`` reads."""
+        self.nlp.to_disk(path)
+
+    def graph_of(self, doc: Doc, id: str | None = None) -> KnowledgeGraph:
+        """Return the graph of a Doc that this extractor's pipeline has processed."""
+        return _build_graph(self._rows_of(doc), id)
+
+    def _rows_of(self, doc: Doc) -> _GraphRows:
+        if not doc.text.strip():
+            return ((), ())
+        skipped = self._skipped_token_ranges(doc)
+        assertions = doc._.assertions or {}
+        kept: dict[int, int] = {}
+        entities: list[_EntityRow] = []
+        for position, span in enumerate(doc.ents):
+            if skipped and any(first <= span.start < end for first, end in skipped):
+                continue
+            assertion = assertions.get((span.start, span.end)) or "present"
+            kind = span.label_
+            label = _PRESENCE_LABELS.get((kind, assertion != "absent")) or _PLAIN_LABELS[kind]
+            kept[position] = len(entities)
+            entities.append(
+                (span.text, span.start_char, span.end_char, label, span.id_ or span.text, assertion)
+            )
+        relations = tuple(
+            (kept[head], kept[tail], kind)
+            for head, tail, kind in doc._.relations or ()
+            if head in kept and tail in kept
+        )
+        return tuple(entities), relations
+
+    def _skipped_token_ranges(self, doc: Doc) -> list[tuple[int, int]]:
+        sections = doc._.sections if doc.has_extension("sections") else None
+        if not sections or not self.skip_sections:
+            return []
+        return [(first, end) for first, end, name, _ in sections if name in self.skip_sections]
+
+    def _cache_get(self, text: str) -> _GraphRows | None:
+        if not self.cache_size:
+            return None
+        rows = self._cache.get(text)
+        if rows is not None:
+            self._cache.move_to_end(text)
+        return rows
+
+    def _cache_put(self, text: str, rows: _GraphRows) -> None:
+        if not self.cache_size:
+            return
+        self._cache[text] = rows
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+
+def check_text(text: object, position: int = 0) -> None:
+    """Raise ``InputError`` unless ``text`` is a str of at most ``MAX_TEXT_CHARS`` characters."""
+    if not isinstance(text, str):
+        raise InputError(
+            f"text {position} is a {type(text).__name__}, not a str; pass report text as strings"
+        )
+    if len(text) > MAX_TEXT_CHARS:
+        raise TextTooLongError(
+            f"text {position} has {len(text)} characters, more than the limit of "
+            f"{MAX_TEXT_CHARS}; split it into shorter texts"
+        )
+
+
+def _build_graph(rows: _GraphRows, id: str | None) -> KnowledgeGraph:
+    entity_rows, relation_rows = rows
+    return KnowledgeGraph.model_validate(
+        {
+            "id": id,
+            "entities": [
+                {
+                    "text": text,
+                    "start": start,
+                    "end": end,
+                    "label": label,
+                    "canonical": canonical,
+                    "assertion": assertion,
+                }
+                for text, start, end, label, canonical, assertion in entity_rows
+            ],
+            "relations": [
+                {"head": head, "tail": tail, "type": kind} for head, tail, kind in relation_rows
+            ],
+        }
+    )
+
+
+def load_extractor(path: str | Path | None = None) -> Extractor:
+    """Build the default pipeline (``path=None``) or load one saved by ``Extractor.to_disk``."""
+    import spacy
+
+    from kg_reward.pipeline import build_pipeline
+
+    if path is None:
+        return Extractor(build_pipeline())
+    path = Path(path)
+    if not (path / "config.cfg").is_file():
+        raise InputError(
+            f"{path} is not a saved pipeline directory (no config.cfg); "
+            "save one with Extractor.to_disk(path)"
+        )
+    logger.info("loading extraction pipeline from %s", path)
+    return Extractor(spacy.load(path))

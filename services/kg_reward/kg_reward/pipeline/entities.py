@@ -1,0 +1,276 @@
+"""Entity recognition from lexicon entries with spaCy's PhraseMatcher and Matcher.
+
+A lexicon entry is one JSON object per line::
+
+    {"label": "disorder", "pattern": "pleural effusion", "canonical": "pleural effusion"}
+
+* ``label``: ``anatomy``, ``disorder``, ``device``, ``procedure``, ``concept`` or ``size``.
+  Disorders and devices are stored without present/absent; the context component decides.
+* ``pattern``: a phrase (matched on lowercase tokens) or a list of token patterns as in
+  spaCy's Matcher.
+* ``canonical``: the normalized name (defaults to the phrase; token patterns without one use
+  the lowercased surface text, which suits measurements).
+* optional ``case_sensitive`` (match the exact case, for abbreviations such as ``ETT``),
+  ``inflect`` (also match the plural of the last word; default true for phrases of anatomy,
+  disorders, devices and procedures), ``assertion`` (``absent`` for a term that itself states
+  an absence, such as "clear" for opacity), ``source`` (where the entry came from).
+
+Overlapping matches resolve to the longest, then the earliest, so "left lower lobe" wins over
+"lobe" and "pleural effusion" over "effusion". Entities land in ``doc.ents`` with the canonical
+name as ``ent_id_``; entries with an ``assertion`` set ``span._.assertion``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import srsly
+from spacy.language import Language
+from spacy.matcher import Matcher, PhraseMatcher
+from spacy.tokens import Doc, Span
+from spacy.util import ensure_path
+
+from kg_reward.pipeline.spans import longest_first
+from kg_reward.pipeline.data import (
+    read_irregular_plurals,
+    read_lexicon_dir,
+    resolve_annotations,
+    strip_locations,
+)
+
+logger = logging.getLogger(__name__)
+
+ENTITY_LABELS = ("anatomy", "disorder", "device", "procedure", "concept", "size")
+INFLECTED_LABELS = frozenset({"anatomy", "disorder", "device", "procedure"})
+_ENTRY_KEYS = frozenset(
+    {"label", "pattern", "canonical", "case_sensitive", "inflect", "assertion", "source", "_where"}
+)
+_ASSERTIONS = frozenset({"present", "absent", "uncertain"})
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What a match key stands for: the label, the canonical name and a fixed assertion."""
+
+    label: str
+    canonical: str | None
+    assertion: str | None
+
+
+def register_extensions() -> None:
+    """Register ``doc._.assertions`` ({(start token, end token): assertion}) and the view of
+    it per entity, ``span._.assertion``."""
+    if not Doc.has_extension("assertions"):
+        Doc.set_extension("assertions", default=None)
+    if not Span.has_extension("assertion"):
+        Span.set_extension("assertion", getter=_get_assertion, setter=_set_assertion)
+
+
+def _get_assertion(span: Span) -> str | None:
+    assertions = span.doc._.assertions
+    return None if assertions is None else assertions.get((span.start, span.end))
+
+
+def _set_assertion(span: Span, value: str | None) -> None:
+    if span.doc._.assertions is None:
+        span.doc._.assertions = {}
+    span.doc._.assertions[(span.start, span.end)] = value
+
+
+def normalize_surface(text: str) -> str:
+    """Return the canonical form of a surface string without a lexicon name: lowercase, single
+    spaces."""
+    return _SPACES.sub(" ", text.strip().lower())
+
+
+def pluralize(phrase: str, irregular: dict[str, str]) -> str:
+    """Return ``phrase`` with its last word in the plural (English rules plus ``irregular``)."""
+    head, _, last = phrase.rpartition(" ")
+    if phrase in irregular:
+        plural = irregular[phrase]
+        return plural
+    if last in irregular:
+        plural = irregular[last]
+    elif last.endswith("sis"):
+        plural = last[:-2] + "es"
+    elif last.endswith(("s", "x", "z", "ch", "sh")):
+        plural = last + "es"
+    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
+        plural = last[:-1] + "ies"
+    else:
+        plural = last + "s"
+    return f"{head} {plural}" if head else plural
+
+
+class LexiconEntityRecognizer:
+    """Match lexicon phrases and token patterns and write the longest matches to ``doc.ents``."""
+
+    def __init__(self, nlp: Language, name: str = "kg_entities") -> None:
+        self.name = name
+        self.vocab = nlp.vocab
+        self._make_doc = nlp.make_doc
+        self.entries: list[dict[str, Any]] = []
+        self.irregular_plurals: dict[str, str] = {}
+        self._reset_matchers()
+        register_extensions()
+
+    def _reset_matchers(self) -> None:
+        self._lower = PhraseMatcher(self.vocab, attr="LOWER")
+        self._orth = PhraseMatcher(self.vocab, attr="ORTH")
+        self._tokens = Matcher(self.vocab)
+        self._info: dict[int, EntryInfo] = {}
+        self._seen: dict[tuple[str, str], tuple[str, str | None, str | None, str]] = {}
+
+    def initialize(
+        self,
+        get_examples: Any = None,
+        *,
+        nlp: Language | None = None,
+        entries: Sequence[dict[str, Any]] | None = None,
+        irregular_plurals: dict[str, str] | None = None,
+    ) -> None:
+        """Load lexicon entries; ``None`` reads the packaged lexicon files."""
+        self.irregular_plurals = (
+            read_irregular_plurals() if irregular_plurals is None else dict(irregular_plurals)
+        )
+        self.entries = []
+        self._reset_matchers()
+        self.add_entries(read_lexicon_dir() if entries is None else entries)
+
+    def add_entries(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Validate and add entries; a phrase defined twice with different meanings raises."""
+        for entry in entries:
+            _check_entry(entry)
+            self._add_entry(entry)
+            self.entries.append({k: v for k, v in entry.items() if k != "_where"})
+
+    def _add_entry(self, entry: dict[str, Any]) -> None:
+        label = entry["label"]
+        pattern = entry["pattern"]
+        canonical = entry.get("canonical")
+        assertion = entry.get("assertion")
+        where = entry.get("_where", "<entries>")
+
+        if isinstance(pattern, list):
+            key = self._key(label, canonical, assertion)
+            self._tokens.add(key, [pattern])
+            return
+
+        canonical = normalize_surface(canonical if canonical else pattern)
+        key = self._key(label, canonical, assertion)
+        case_sensitive = bool(entry.get("case_sensitive", False))
+        inflect = entry.get("inflect", label in INFLECTED_LABELS)
+        phrases = [pattern if case_sensitive else pattern.lower()]
+        if inflect:
+            phrases.append(pluralize(phrases[0], self.irregular_plurals))
+
+        matcher = self._orth if case_sensitive else self._lower
+        docs = []
+        for phrase in phrases:
+            if self._is_duplicate(phrase, case_sensitive, label, canonical, assertion, where):
+                continue
+            docs.append(self._make_doc(phrase))
+        if docs:
+            matcher.add(key, docs)
+
+    def _is_duplicate(
+        self,
+        phrase: str,
+        case_sensitive: bool,
+        label: str,
+        canonical: str,
+        assertion: str | None,
+        where: str,
+    ) -> bool:
+        seen_key = ("orth" if case_sensitive else "lower", phrase)
+        meaning = (label, canonical, assertion, where)
+        previous = self._seen.get(seen_key)
+        if previous is None:
+            self._seen[seen_key] = meaning
+            return False
+        if previous[:3] == meaning[:3]:
+            return True
+        raise ValueError(
+            f"{where}: phrase {phrase!r} is already defined at {previous[3]} as "
+            f"{previous[0]}/{previous[1]!r}; remove one of the two entries or give them the "
+            "same label and canonical name"
+        )
+
+    def _key(self, label: str, canonical: str | None, assertion: str | None) -> str:
+        key = f"{label}|{canonical or ''}|{assertion or ''}"
+        self._info[self.vocab.strings.add(key)] = EntryInfo(label, canonical, assertion)
+        return key
+
+    def __call__(self, doc: Doc) -> Doc:
+        matches = self._lower(doc) + self._orth(doc) + self._tokens(doc)
+        spans = []
+        assertions: dict[tuple[int, int], str] = {}
+        headers = _header_ranges(doc)
+        for match_id, start, end in longest_first(matches):
+            if headers and any(first <= start < after for first, after in headers):
+                continue
+            info = self._info[match_id]
+            canonical = info.canonical or normalize_surface(doc[start:end].text)
+            spans.append(Span(doc, start, end, label=info.label, span_id=canonical))
+            if info.assertion is not None:
+                assertions[(start, end)] = info.assertion
+        doc.set_ents(spans, default="outside")
+        doc._.assertions = assertions
+        return doc
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_jsonl(path / "entries.jsonl", strip_locations(self.entries))
+        srsly.write_json(path / "irregular_plurals.json", self.irregular_plurals)
+
+    def from_disk(
+        self, path: str | Path, *, exclude: Iterable[str] = ()
+    ) -> LexiconEntityRecognizer:
+        path = ensure_path(path)
+        self.initialize(
+            entries=list(srsly.read_jsonl(path / "entries.jsonl")),
+            irregular_plurals=srsly.read_json(path / "irregular_plurals.json"),
+        )
+        return self
+
+
+def _check_entry(entry: dict[str, Any]) -> None:
+    where = entry.get("_where", "<entries>")
+    unknown = set(entry) - _ENTRY_KEYS
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown keys {sorted(unknown)}; allowed are {sorted(_ENTRY_KEYS - {'_where'})}"
+        )
+    if entry.get("label") not in ENTRY_LABEL_SET:
+        raise ValueError(
+            f"{where}: label {entry.get('label')!r} is not one of {', '.join(ENTITY_LABELS)}"
+        )
+    pattern = entry.get("pattern")
+    if not (isinstance(pattern, str) and pattern.strip()) and not (
+        isinstance(pattern, list) and pattern
+    ):
+        raise ValueError(f"{where}: pattern must be a non-empty phrase or a list of token patterns")
+    canonical = entry.get("canonical")
+    if canonical is not None and not (isinstance(canonical, str) and canonical.strip()):
+        raise ValueError(f"{where}: canonical must be a non-empty string or left out")
+    assertion = entry.get("assertion")
+    if assertion is not None and assertion not in _ASSERTIONS:
+        raise ValueError(f"{where}: assertion {assertion!r} is not one of {sorted(_ASSERTIONS)}")
+
+
+ENTRY_LABEL_SET = frozenset(ENTITY_LABELS)
+
+
+def _header_ranges(doc: Doc) -> list[tuple[int, int]]:
+    """Token ranges of section headers set by the sections component, if it ran."""
+    sections = doc._.sections if Doc.has_extension("sections") else None
+    if not sections:
+        return []
+    return [(first, header_end) for first, _end, _name, header_end in sections if header_end > first]

@@ -1,0 +1,402 @@
+"""Rule-based relations between the entities of one sentence, in ReXKG's directions.
+
+Cue phrases come from a data file, one JSON object per line ``{"phrase", "kind"}``, where kind
+is ``suggestive_of`` (a phrase that links a finding to what it implies), ``located_at`` (a
+preposition that links a finding to a place), ``bridge`` (words that may sit between a finding
+and a located_at preposition: "is seen", "the"), ``copula`` (words between a head and a
+modifier that follows it: "is", "measuring") or ``link`` (words that join modifiers or coordinate
+terms: ",", "and", "to").
+
+Rules, on the entity labels of the entity component:
+
+* ``modify`` (modifier -> head): a ``size`` or ``concept`` entity modifies the next head entity
+  to its right when only links and other modifiers lie between them ("small left pleural
+  effusion": small -> effusion); it modifies the head to its left when only copula words lie
+  between them ("heart size is normal", "nodule measuring 5 mm"); an anatomy term modifies the
+  anatomy term that follows it directly ("left" -> "lung");
+* ``located_at`` (finding or device -> anatomy): an anatomy term directly before a finding
+  ("right lower lobe pneumonia"); or a finding followed, across bridge words, by a located_at
+  preposition and then, across determiners and modifiers, an anatomy term ("opacity in the left
+  lower lobe"); findings coordinated with the first one share the location, and so do anatomy
+  terms coordinated after the first;
+* ``suggestive_of`` (finding -> implied finding): a suggestive_of phrase between two findings
+  ("opacity may represent pneumonia", "opacities, likely atelectasis"); every finding
+  coordinated after the phrase is a target.
+
+Relations go to ``doc._.relations`` as ``(head entity index, tail entity index, type)`` with
+indices into ``doc.ents``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import srsly
+from spacy.attrs import LOWER
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+from spacy.util import ensure_path
+
+from kg_reward.pipeline.data import (
+    RELATION_CUES_PATH,
+    read_jsonl,
+    resolve_annotations,
+    strip_locations,
+)
+from kg_reward.pipeline.spans import SentenceIndex, longest_first
+
+RELATION_CUE_KINDS = ("suggestive_of", "located_at", "bridge", "copula", "link")
+FINDING_LABELS = frozenset({"disorder", "device"})
+MODIFIER_LABELS = frozenset({"size", "concept"})
+HEAD_LABELS = frozenset({"disorder", "device", "anatomy", "procedure"})
+_CUE_KEYS = frozenset({"phrase", "kind", "source", "_where"})
+
+Relations = set[tuple[int, int, str]]
+
+
+class _Entity(NamedTuple):
+    index: int
+    start: int
+    end: int
+    label: str
+    canonical: int
+
+
+def register_extensions() -> None:
+    if not Doc.has_extension("relations"):
+        Doc.set_extension("relations", default=None)
+
+
+class RelationExtractor:
+    """Add ``modify``, ``located_at`` and ``suggestive_of`` relations between entities."""
+
+    def __init__(
+        self,
+        nlp: Language,
+        name: str = "kg_relations",
+        *,
+        max_gap_tokens: int = 6,
+    ) -> None:
+        if max_gap_tokens < 1:
+            raise ValueError(f"max_gap_tokens must be >= 1, got {max_gap_tokens}")
+        self.name = name
+        self.vocab = nlp.vocab
+        self._make_doc = nlp.make_doc
+        self.max_gap_tokens = max_gap_tokens
+        self.cues: list[dict[str, Any]] = []
+        self._matcher = PhraseMatcher(self.vocab, attr="LOWER")
+        self._kind_of: dict[int, str] = {}
+        self._sequences: dict[str, frozenset[tuple[int, ...]]] = {}
+        self._longest_sequence = 1
+        register_extensions()
+
+    def initialize(
+        self,
+        get_examples: Any = None,
+        *,
+        nlp: Language | None = None,
+        cues: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """Load relation cue phrases; ``None`` reads the packaged list."""
+        self.set_cues(list(read_jsonl(RELATION_CUES_PATH)) if cues is None else cues)
+
+    def set_cues(self, cues: Iterable[dict[str, Any]]) -> None:
+        self._matcher = PhraseMatcher(self.vocab, attr="LOWER")
+        self._kind_of = {}
+        kept: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        sequences: dict[str, set[tuple[int, ...]]] = {kind: set() for kind in RELATION_CUE_KINDS}
+        grouped: dict[str, list[Doc]] = {}
+        for cue in cues:
+            _check_cue(cue)
+            phrase, kind = cue["phrase"].lower(), cue["kind"]
+            if (phrase, kind) in seen:
+                continue
+            seen.add((phrase, kind))
+            kept.append(cue)
+            phrase_doc = self._make_doc(phrase)
+            if kind in ("suggestive_of", "located_at"):
+                key = f"rel|{kind}"
+                self._kind_of[self.vocab.strings.add(key)] = kind
+                grouped.setdefault(key, []).append(phrase_doc)
+            else:
+                # Gap words are compared as sequences of LOWER hashes, without Token objects.
+                sequences[kind].add(tuple(token.lower for token in phrase_doc))
+        for key, docs in grouped.items():
+            self._matcher.add(key, docs)
+        self._sequences = {kind: frozenset(values) for kind, values in sequences.items()}
+        self._longest_sequence = max(
+            (len(sequence) for values in sequences.values() for sequence in values), default=1
+        )
+        self.cues = strip_locations(kept)
+
+    def __call__(self, doc: Doc) -> Doc:
+        relations: Relations = set()
+        spans = doc.ents
+        if len(spans) > 1:
+            entities = [
+                _Entity(i, span.start, span.end, span.label_, span.id)
+                for i, span in enumerate(spans)
+            ]
+            cues = [
+                (start, end, self._kind_of[match_id])
+                for match_id, start, end in longest_first(self._matcher(doc))
+            ]
+            lowers = doc.to_array(LOWER).tolist()
+            for group in _group_by_sentence(entities, SentenceIndex(doc)):
+                _SentenceRelations(self, lowers, group, cues, relations).run()
+        doc._.relations = sorted(relations)
+        return doc
+
+    def gap_is(self, lowers: list[int], start: int, end: int, kind: str) -> bool:
+        """Return True when tokens in [start, end) are all phrases of the given cue kind."""
+        allowed = self._sequences[kind]
+        position = start
+        while position < end:
+            for length in range(min(self._longest_sequence, end - position), 0, -1):
+                if tuple(lowers[position : position + length]) in allowed:
+                    position += length
+                    break
+            else:
+                return False
+        return True
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        path = ensure_path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        srsly.write_jsonl(path / "cues.jsonl", self.cues)
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> RelationExtractor:
+        self.set_cues(list(srsly.read_jsonl(ensure_path(path) / "cues.jsonl")))
+        return self
+
+
+class _SentenceRelations:
+    """The relation rules applied to the entities of one sentence."""
+
+    def __init__(
+        self,
+        extractor: RelationExtractor,
+        lowers: list[int],
+        entities: list[_Entity],
+        cues: list[tuple[int, int, str]],
+        relations: Relations,
+    ) -> None:
+        self.lowers = lowers
+        self.entities = entities
+        self.cues = cues
+        self.relations = relations
+        self.max_gap = extractor.max_gap_tokens
+        self._gap_is = extractor.gap_is
+
+    def gap(self, start: int, end: int, kind: str) -> bool:
+        return self._gap_is(self.lowers, start, end, kind)
+
+    def run(self) -> None:
+        self.add_modify()
+        self.add_located_at()
+        self.add_suggestive_of()
+
+    # modify -----------------------------------------------------------------------------
+    def add_modify(self) -> None:
+        entities = self.entities
+        for position, entity in enumerate(entities):
+            if entity.label in MODIFIER_LABELS:
+                head = self.modified_head(position)
+                if head is not None:
+                    self.relations.add((entity.index, head.index, "modify"))
+            elif entity.label == "anatomy" and position + 1 < len(entities):
+                following = entities[position + 1]
+                if following.label == "anatomy" and following.start == entity.end:
+                    self.relations.add((entity.index, following.index, "modify"))
+
+    def modified_head(self, position: int) -> _Entity | None:
+        entities = self.entities
+        cursor = entities[position].end
+        for later in range(position + 1, len(entities)):
+            candidate = entities[later]
+            if not self.gap(cursor, candidate.start, "link"):
+                break
+            if candidate.label in HEAD_LABELS:
+                return self.last_of_run(later)
+            cursor = candidate.end
+        cursor = entities[position].start
+        for earlier in range(position - 1, -1, -1):
+            candidate = entities[earlier]
+            if not self.gap(candidate.end, cursor, "copula"):
+                break
+            if candidate.label in HEAD_LABELS:
+                return candidate
+            cursor = candidate.start
+        return None
+
+    def last_of_run(self, position: int) -> _Entity:
+        """Return the last of adjacent heads: "left pleural effusion" -> effusion."""
+        entities = self.entities
+        while position + 1 < len(entities):
+            following = entities[position + 1]
+            if following.start != entities[position].end or following.label not in HEAD_LABELS:
+                break
+            position += 1
+        return entities[position]
+
+    # located_at -------------------------------------------------------------------------
+    def add_located_at(self) -> None:
+        for position, finding in enumerate(self.entities):
+            if finding.label not in FINDING_LABELS:
+                continue
+            for anatomy in self.anatomy_before(position):
+                self.relations.add((finding.index, anatomy.index, "located_at"))
+            places = self.anatomy_after(position)
+            if not places:
+                continue
+            for source in [finding, *self.coordinated_before(position, FINDING_LABELS)]:
+                for anatomy in places:
+                    self.relations.add((source.index, anatomy.index, "located_at"))
+
+    def anatomy_before(self, position: int) -> list[_Entity]:
+        """Anatomy terms directly before a finding, possibly with modifiers in between."""
+        found = []
+        cursor = self.entities[position].start
+        for earlier in range(position - 1, -1, -1):
+            candidate = self.entities[earlier]
+            if not self.gap(candidate.end, cursor, "link"):
+                break
+            if candidate.label == "anatomy":
+                found.append(candidate)
+            elif candidate.label not in MODIFIER_LABELS:
+                break
+            cursor = candidate.start
+        return found
+
+    def anatomy_after(self, position: int) -> list[_Entity]:
+        """Anatomy terms after a located_at preposition that follows the finding."""
+        cursor = self.entities[position].end
+        for cue_start, cue_end, kind in self.cues:
+            if kind != "located_at" or cue_start < cursor:
+                continue
+            if cue_start - cursor > self.max_gap or not self.only_bridge_or_modifiers(
+                position, cursor, cue_start
+            ):
+                return []
+            return self.anatomy_run(position, cue_end)
+        return []
+
+    def only_bridge_or_modifiers(self, position: int, start: int, end: int) -> bool:
+        """Return True when tokens in [start, end) are bridge words or modifier entities."""
+        cursor = start
+        for candidate in self.entities[position + 1 :]:
+            if candidate.start >= end:
+                break
+            if candidate.label not in MODIFIER_LABELS or not self.gap(
+                cursor, candidate.start, "bridge"
+            ):
+                return False
+            cursor = candidate.end
+        return self.gap(cursor, end, "bridge")
+
+    def anatomy_run(self, position: int, cursor: int) -> list[_Entity]:
+        """Anatomy terms right after a preposition, with coordinated ones ("A and B")."""
+        found: list[_Entity] = []
+        for candidate in self.entities[position + 1 :]:
+            if candidate.end <= cursor:
+                continue
+            gap_kind = "link" if found else "bridge"
+            if candidate.start - cursor > self.max_gap or not self.gap(
+                cursor, candidate.start, gap_kind
+            ):
+                break
+            if candidate.label == "anatomy":
+                found.append(candidate)
+            elif candidate.label not in MODIFIER_LABELS:
+                break
+            cursor = candidate.end
+        # An anatomy term right before another one modifies it ("left" in "left lung") and is
+        # not a place of its own, so keep the last term of each adjacent run.
+        return [
+            entity
+            for i, entity in enumerate(found)
+            if i + 1 == len(found) or found[i + 1].start != entity.end
+        ]
+
+    def coordinated_before(self, position: int, labels: frozenset[str]) -> list[_Entity]:
+        """Entities with ``labels`` joined to the one at ``position`` by links ("A, B and C")."""
+        found = []
+        cursor = self.entities[position].start
+        for earlier in range(position - 1, -1, -1):
+            candidate = self.entities[earlier]
+            if not self.gap(candidate.end, cursor, "link"):
+                break
+            if candidate.label in labels:
+                found.append(candidate)
+            elif candidate.label not in MODIFIER_LABELS and candidate.label != "anatomy":
+                break
+            cursor = candidate.start
+        return found
+
+    # suggestive_of ----------------------------------------------------------------------
+    def add_suggestive_of(self) -> None:
+        entities = self.entities
+        first, last = entities[0].start, entities[-1].end
+        for cue_start, cue_end, kind in self.cues:
+            if kind != "suggestive_of" or cue_end <= first or cue_start >= last:
+                continue
+            sources = self.findings_ending_at(cue_start)
+            targets = self.findings_starting_at(cue_end)
+            for source in sources:
+                for target in targets:
+                    if source.canonical != target.canonical:
+                        self.relations.add((source.index, target.index, "suggestive_of"))
+
+    def findings_ending_at(self, cue_start: int) -> list[_Entity]:
+        """The last finding before the cue and the findings coordinated with it."""
+        for position in range(len(self.entities) - 1, -1, -1):
+            candidate = self.entities[position]
+            if candidate.end > cue_start or candidate.label not in FINDING_LABELS:
+                continue
+            if cue_start - candidate.end > self.max_gap:
+                return []
+            return [candidate, *self.coordinated_before(position, FINDING_LABELS)]
+        return []
+
+    def findings_starting_at(self, cursor: int) -> list[_Entity]:
+        """Findings after the cue: the first, across bridge words, and those linked to it."""
+        found: list[_Entity] = []
+        for candidate in self.entities:
+            if candidate.start < cursor:
+                continue
+            gap_kind = "link" if found else "bridge"
+            if candidate.start - cursor > self.max_gap or not self.gap(
+                cursor, candidate.start, gap_kind
+            ):
+                break
+            if candidate.label in FINDING_LABELS:
+                found.append(candidate)
+            cursor = candidate.end
+        return found
+
+
+def _group_by_sentence(entities: list[_Entity], sentences: SentenceIndex) -> list[list[_Entity]]:
+    groups: dict[int, list[_Entity]] = {}
+    for entity in entities:
+        groups.setdefault(sentences.number(entity.start), []).append(entity)
+    return list(groups.values())
+
+
+def _check_cue(cue: dict[str, Any]) -> None:
+    where = cue.get("_where", "<relation cues>")
+    unknown = set(cue) - _CUE_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} in a relation cue")
+    if not isinstance(cue.get("phrase"), str) or not cue["phrase"].strip():
+        raise ValueError(f"{where}: phrase must be a non-empty string")
+    if cue.get("kind") not in RELATION_CUE_KINDS:
+        raise ValueError(
+            f"{where}: kind {cue.get('kind')!r} is not one of {', '.join(RELATION_CUE_KINDS)}"
+        )
+
+
+resolve_annotations(RelationExtractor.initialize)

@@ -1,0 +1,1 @@
+"""The FastAPI reward service: ``create_app(settings)`` builds it, ``kg-reward serve`` runs it."""

@@ -1,0 +1,85 @@
+"""Application factory of the reward service.
+
+    uvicorn --factory kg_reward.service.app:create_app   (or: kg-reward serve)
+
+Each worker process calls ``create_app()``; its lifespan loads the spaCy pipeline once,
+before the worker accepts connections, and keeps it in ``app.state.scorer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kg_reward.scoring import RewardScorer
+from kg_reward.service.errors import add_exception_handlers
+from kg_reward.service.middleware import RequestContextMiddleware
+from kg_reward.service.routes import extract, health, openrlhf, score
+from kg_reward.service.routes import metrics as metrics_route
+from kg_reward.service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Knowledge-graph process rewards for chest X-ray reasoning. POST /score takes "
+    "completions with their own references and returns the composite reward and its "
+    "components; POST /extract returns the knowledge graphs of texts; POST "
+    "/openrlhf/reward speaks OpenRLHF's remote reward-model protocol."
+)
+
+
+def create_app(settings: Settings | None = None, *, scorer: RewardScorer | None = None) -> FastAPI:
+    """Build the app; pass ``scorer`` to reuse an already loaded pipeline (tests)."""
+    settings = settings or Settings()
+    logging.getLogger("kg_reward").setLevel(settings.log_level)
+
+    app = FastAPI(title="kg-reward", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.scorer = scorer
+    add_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in (
+        score.router,
+        extract.router,
+        openrlhf.router,
+        health.router,
+        metrics_route.router,
+    ):
+        app.include_router(router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    if app.state.scorer is None:
+        app.state.scorer = load_scorer(app.state.settings)
+    yield
+    logger.info("worker %d stopping", os.getpid())
+
+
+def load_scorer(settings: Settings) -> RewardScorer:
+    """Load the extraction pipeline named by the settings and wrap it in a scorer."""
+    import kg_reward
+
+    started = time.perf_counter()
+    extractor = kg_reward.load(settings.pipeline_path)
+    # The scorer's reference cache (with hit and miss metrics) replaces the extractor's own
+    # text cache, so that KG_REWARD_CACHE_SIZE=0 really turns caching off.
+    extractor.cache_size = 0
+    logger.info(
+        "worker %d loaded the pipeline (%s) in %.1f s",
+        os.getpid(),
+        settings.pipeline_path or "packaged",
+        time.perf_counter() - started,
+    )
+    return RewardScorer(
+        extractor,
+        cache_size=settings.cache_size,
+        think_tag=settings.think_tag,
+        answer_tag=settings.answer_tag,
+    )

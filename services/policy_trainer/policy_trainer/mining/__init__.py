@@ -1,0 +1,1 @@
+"""Hard example mining: confidence of the SFT model, similarity retrieval and set selection."""

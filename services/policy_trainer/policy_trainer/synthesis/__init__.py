@@ -1,0 +1,1 @@
+"""Question-answer synthesis from radiology reports, grounded in their knowledge graphs."""

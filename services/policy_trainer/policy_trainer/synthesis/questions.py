@@ -1,0 +1,374 @@
+"""Question candidates drawn from one report and its knowledge graph.
+
+Three kinds, as in the CheXPO-v2 data synthesis:
+
+- ``basic``: "Is there X?" for every finding or device the graph asserts. A present
+  mention answers ``yes``, a negated mention (``*_notpresent``) answers ``no``.
+- ``region``: for a finding with a ``located_at`` relation, "Where is X?" (answer: the
+  anatomy) and "Is there X in the R?" (``yes``). A negated located finding gives ``no``,
+  and so does the anatomy of the other side ("left" <-> "right") when no mention of the
+  finding in the report lies on that side or at an anatomy without a side.
+- ``comparison``: a sentence with a change cue (``data/comparison_cues.csv``) next to a
+  present finding, in a report that compares with a prior study, gives "better, worse or
+  unchanged?".
+
+Rules that keep answers true to the graph:
+
+- Uncertain mentions (``assertion == "uncertain"``) give no question. Hedged findings have
+  no yes/no answer, and a third answer class would unbalance the set.
+- A ``no`` answer needs every mention of that canonical finding in the report to be
+  negated. A question asked twice in one report with different answers is dropped.
+
+Each candidate keeps the indices of the report sentences that mention its finding. Those
+sentences, in report order, become the rationale.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+
+from kg_schema import Entity, KnowledgeGraph
+
+from policy_trainer.synthesis.reports import Report
+from policy_trainer.synthesis.sentences import Sentence, sentence_index
+
+KINDS: tuple[str, ...] = ("basic", "region", "comparison")
+FINDING_LABELS = frozenset(
+    {"disorder_present", "disorder_notpresent", "devices_present", "devices_notpresent"}
+)
+# Modifier labels that become part of the question phrase ("small", "focal").
+PHRASE_MODIFIER_LABELS = frozenset({"size", "concept"})
+# Words that tie a change cue to an earlier study even when no comparison section exists.
+_PRIOR_WORDS = re.compile(
+    r"\b(prior|previous(ly)?|since|compared|comparison|interval|again|remain(s|ed)?)\b",
+    re.IGNORECASE,
+)
+_SIDES = {"left": "right", "right": "left"}
+
+BASIC_TEMPLATES = ("Is there {phrase}?", "Is there evidence of {phrase}?", "Is {phrase} seen?")
+WHERE_TEMPLATES = ("Where is the {phrase}?", "In which region is the {phrase}?")
+IN_REGION_TEMPLATES = ("Is there {phrase} in the {region}?",)
+COMPARISON_TEMPLATES = (
+    "Compared with the prior study, is the {phrase} better, worse or unchanged?",
+)
+
+
+@dataclass(frozen=True)
+class ChangeCue:
+    """A word that states the change of a finding against the prior study."""
+
+    cue: str
+    direction: str
+    applies_to: str
+    pattern: re.Pattern[str]
+
+
+@dataclass
+class Candidate:
+    """A question about one finding, before its rationale is checked against the graph."""
+
+    report_id: str
+    kind: str
+    question: str
+    answer: str
+    finding: str
+    finding_label: str
+    sentences: tuple[int, ...]
+    region: str | None = None
+    source: str = "template"
+    expected_triplets: tuple[tuple[str, str, str], ...] = field(default=())
+
+
+def load_change_cues() -> list[ChangeCue]:
+    """Load the change cues of comparison questions from the packaged CSV file."""
+    source = resources.files("policy_trainer.synthesis").joinpath("data/comparison_cues.csv")
+    with source.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        ChangeCue(
+            cue=row["cue"],
+            direction=row["direction"],
+            applies_to=row["applies_to"],
+            pattern=re.compile(rf"\b{re.escape(row['cue'])}\b", re.IGNORECASE),
+        )
+        for row in rows
+    ]
+
+
+class QuestionBuilder:
+    """Builds the question candidates of one report from its graph and sentence spans."""
+
+    def __init__(self, kinds: Iterable[str], rng: random.Random) -> None:
+        self.kinds = tuple(kinds)
+        self.rng = rng
+        self.cues = load_change_cues()
+        self.skipped_uncertain = 0
+        self.skipped_conflicting = 0
+
+    def build(
+        self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence]
+    ) -> list[Candidate]:
+        """Return the candidates of one report, one per distinct question."""
+        findings = [
+            index for index, entity in enumerate(graph.entities)
+            if entity.label in FINDING_LABELS
+        ]
+        uncertain = [i for i in findings if graph.entities[i].assertion == "uncertain"]
+        self.skipped_uncertain += len(uncertain)
+        findings = [i for i in findings if i not in uncertain]
+
+        candidates: list[Candidate] = []
+        if "basic" in self.kinds:
+            candidates += self._basic(report, graph, sentences, findings)
+        if "region" in self.kinds:
+            candidates += self._region(report, graph, sentences, findings)
+        if "comparison" in self.kinds:
+            candidates += self._comparison(report, graph, sentences, findings)
+        return self._drop_conflicts(candidates)
+
+    # -- basic -----------------------------------------------------------------------
+
+    def _basic(
+        self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence],
+        findings: list[int],
+    ) -> list[Candidate]:
+        candidates = []
+        for index in findings:
+            entity = graph.entities[index]
+            answer = "no" if _is_negated(entity) else "yes"
+            if answer == "no" and _has_unnegated_mention(graph, entity):
+                continue
+            phrase = finding_phrase(graph, index)
+            candidates.append(Candidate(
+                report_id=report.report_id,
+                kind="basic",
+                question=self.rng.choice(BASIC_TEMPLATES).format(phrase=phrase),
+                answer=answer,
+                finding=entity.canonical,
+                finding_label=entity.label,
+                sentences=_mention_sentences(graph, sentences, entity),
+            ))
+        return candidates
+
+    # -- region ----------------------------------------------------------------------
+
+    def _region(
+        self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence],
+        findings: list[int],
+    ) -> list[Candidate]:
+        candidates = []
+        for index in findings:
+            entity = graph.entities[index]
+            regions = located_regions(graph, index)
+            if not regions:
+                continue
+            phrase = finding_phrase(graph, index)
+            position = sentence_index(sentences, entity.start)
+            if position is None:
+                continue
+            common = {
+                "report_id": report.report_id, "kind": "region", "finding": entity.canonical,
+                "finding_label": entity.label, "sentences": (position,),
+            }
+            triplets = tuple((entity.canonical, "located_at", region) for region in regions)
+
+            if _is_negated(entity):
+                if _has_unnegated_mention(graph, entity):
+                    continue
+                for region in regions:
+                    candidates.append(Candidate(
+                        **common, answer="no", region=region,
+                        question=self._in_region(phrase, region),
+                        expected_triplets=((entity.canonical, "located_at", region),),
+                    ))
+                continue
+
+            candidates.append(Candidate(
+                **common, answer=", ".join(regions), expected_triplets=triplets,
+                question=self.rng.choice(WHERE_TEMPLATES).format(phrase=phrase),
+            ))
+            for region in regions:
+                candidates.append(Candidate(
+                    **common, answer="yes", region=region,
+                    question=self._in_region(phrase, region),
+                    expected_triplets=((entity.canonical, "located_at", region),),
+                ))
+            candidates += self._other_side(common, graph, entity, phrase, regions, triplets)
+        return candidates
+
+    def _other_side(
+        self, common: dict[str, object], graph: KnowledgeGraph, entity: Entity, phrase: str,
+        regions: list[str], triplets: tuple[tuple[str, str, str], ...],
+    ) -> list[Candidate]:
+        """Ask about the mirrored anatomy when the report places this finding on one side."""
+        sides_used = _finding_sides(graph, entity.canonical)
+        if sides_used is None or len(sides_used) != 1:
+            return []
+        candidates = []
+        for region in regions:
+            mirrored = mirror_region(region)
+            if mirrored is None:
+                continue
+            candidates.append(Candidate(
+                **common, answer="no", region=mirrored,  # type: ignore[arg-type]
+                question=self._in_region(phrase, mirrored), expected_triplets=triplets,
+            ))
+        return candidates
+
+    def _in_region(self, phrase: str, region: str) -> str:
+        return self.rng.choice(IN_REGION_TEMPLATES).format(phrase=phrase, region=region)
+
+    # -- comparison ------------------------------------------------------------------
+
+    def _comparison(
+        self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence],
+        findings: list[int],
+    ) -> list[Candidate]:
+        present = [i for i in findings if not _is_negated(graph.entities[i])]
+        candidates = []
+        for position, sentence in enumerate(sentences):
+            if not report.has_prior and not _PRIOR_WORDS.search(sentence.text):
+                continue
+            in_sentence = [
+                i for i in present if sentence.start <= graph.entities[i].start < sentence.end
+            ]
+            for cue in self.cues:
+                for match in cue.pattern.finditer(sentence.text):
+                    offset = sentence.start + match.start()
+                    eligible = [
+                        i for i in in_sentence
+                        if cue.applies_to == "any" or graph.entities[i].label.startswith("disorder")
+                    ]
+                    if not eligible:
+                        continue
+                    nearest = min(eligible, key=lambda i: abs(graph.entities[i].start - offset))
+                    entity = graph.entities[nearest]
+                    candidates.append(Candidate(
+                        report_id=report.report_id, kind="comparison",
+                        question=self.rng.choice(COMPARISON_TEMPLATES).format(
+                            phrase=finding_phrase(graph, nearest)
+                        ),
+                        answer=cue.direction, finding=entity.canonical,
+                        finding_label=entity.label, sentences=(position,),
+                    ))
+        return candidates
+
+    # -- checks ----------------------------------------------------------------------
+
+    def _drop_conflicts(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Keep one candidate per question; drop questions that got different answers."""
+        answers: dict[str, set[str]] = {}
+        for candidate in candidates:
+            answers.setdefault(candidate.question.lower(), set()).add(candidate.answer)
+        kept: dict[str, Candidate] = {}
+        for candidate in candidates:
+            key = candidate.question.lower()
+            if len(answers[key]) > 1:
+                continue
+            if key in kept:
+                merged = sorted(set(kept[key].sentences) | set(candidate.sentences))
+                kept[key].sentences = tuple(merged)
+                continue
+            kept[key] = candidate
+        conflicting = sum(1 for values in answers.values() if len(values) > 1)
+        self.skipped_conflicting += conflicting
+        return list(kept.values())
+
+
+def finding_phrase(graph: KnowledgeGraph, index: int) -> str:
+    """Return the canonical finding preceded by its size and concept modifiers, in text order.
+
+    Change words ("stable", "improved") are left out: they describe the comparison with
+    the prior study, not the finding.
+    """
+    entity = graph.entities[index]
+    modifiers = sorted(
+        (graph.entities[relation.head] for relation in graph.relations
+         if relation.type == "modify" and relation.tail == index
+         and graph.entities[relation.head].label in PHRASE_MODIFIER_LABELS
+         and not _is_change_word(graph.entities[relation.head].text)),
+        key=lambda modifier: modifier.start,
+    )
+    words = [modifier.canonical for modifier in modifiers if modifier.start < entity.start]
+    words.append(entity.canonical)
+    return " ".join(dict.fromkeys(words))
+
+
+@functools.cache
+def _change_pattern() -> re.Pattern[str]:
+    cues = sorted((cue.cue for cue in load_change_cues()), key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(re.escape(cue) for cue in cues) + r")\b", re.IGNORECASE)
+
+
+def _is_change_word(text: str) -> bool:
+    return _change_pattern().search(text) is not None
+
+
+def located_regions(graph: KnowledgeGraph, index: int) -> list[str]:
+    """Return the canonical anatomies that ``located_at`` links entity ``index`` to."""
+    regions = [
+        graph.entities[relation.tail].canonical for relation in graph.relations
+        if relation.type == "located_at" and relation.head == index
+        and graph.entities[relation.tail].label == "anatomy"
+    ]
+    return list(dict.fromkeys(regions))
+
+
+def mirror_region(region: str) -> str | None:
+    """Return ``region`` with left and right swapped, or None when it names no side."""
+    words = region.split()
+    sides = [word for word in words if word in _SIDES]
+    if len(sides) != 1:
+        return None
+    return " ".join(_SIDES.get(word, word) for word in words)
+
+
+def _finding_sides(graph: KnowledgeGraph, canonical: str) -> set[str] | None:
+    """Return the sides of all non-negated located mentions of ``canonical``.
+
+    None means that some mention lies at an anatomy without a side, or is bilateral, so
+    no side can be ruled out.
+    """
+    sides: set[str] = set()
+    for index, entity in enumerate(graph.entities):
+        if entity.canonical != canonical or _is_negated(entity):
+            continue
+        for region in located_regions(graph, index):
+            words = set(region.split())
+            named = words & set(_SIDES)
+            if len(named) != 1 or "bilateral" in words:
+                return None
+            sides |= named
+    return sides
+
+
+def _is_negated(entity: Entity) -> bool:
+    return entity.label.endswith("_notpresent") or entity.assertion == "absent"
+
+
+def _has_unnegated_mention(graph: KnowledgeGraph, negated: Entity) -> bool:
+    family = negated.label.split("_")[0]
+    return any(
+        entity.canonical == negated.canonical and entity.label.startswith(family)
+        and not _is_negated(entity)
+        for entity in graph.entities
+    )
+
+
+def _mention_sentences(
+    graph: KnowledgeGraph, sentences: list[Sentence], entity: Entity
+) -> tuple[int, ...]:
+    """Return the sentences that mention ``entity``'s canonical with the same label."""
+    positions = {
+        position for other in graph.entities
+        if other.canonical == entity.canonical and other.label == entity.label
+        and (other.assertion == "uncertain") == (entity.assertion == "uncertain")
+        and (position := sentence_index(sentences, other.start)) is not None
+    }
+    return tuple(sorted(positions))

