@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# Size of `make demo`: tiny (CI, minutes), small (about 30 min on 2 cores) or full (GPU).
+DEMO_SCALE ?= small
 
 .PHONY: setup test test-fast lint bench serve demo clean
 
@@ -41,7 +43,7 @@ serve: setup
 	$(BIN)/kg-reward serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 demo: setup
-	$(BIN)/policy-trainer demo
+	$(BIN)/policy-trainer demo --scale $(DEMO_SCALE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """README.md: its configuration tables cover every setting and stage field in the code.
 
-Print the current tables with ``.venv/bin/python tests/test_readme.py`` and paste them
-between the matching ``<!-- table:NAME -->`` markers of the README.
+Regenerate the tables between the ``<!-- table:NAME -->`` markers of the README with
+``.venv/bin/python tests/test_readme.py --write``; without ``--write`` it prints them.
 """
 
 from __future__ import annotations
@@ -119,14 +119,27 @@ def test_readme_config_table_lists_every_field(name: str) -> None:
     if name not in generated:
         pytest.skip(f"the config class of {name} is not importable")
     assert first_column(readme_table(name)) == first_column(generated[name]), (
-        f"the README table {name} is out of date; run `.venv/bin/python tests/test_readme.py` "
-        "and paste its output"
+        f"the README table {name} is out of date; run "
+        "`.venv/bin/python tests/test_readme.py --write`"
     )
+
+
+def write_tables() -> None:
+    """Replace every generated table of README.md with the current one."""
+    text = README.read_text()
+    for name, table in tables().items():
+        text = re.sub(rf"(<!-- table:{name} -->\n).*?(\n<!-- /table -->)",
+                      lambda match, table=table: match.group(1) + table + match.group(2),
+                      text, flags=re.S)
+    README.write_text(text)
 
 
 if __name__ == "__main__":
     # Run as a script, Python puts tests/ first on sys.path, where tests/kg_reward would
     # shadow the kg_reward package.
     sys.path.remove(str(Path(__file__).resolve().parent))
-    for marker, table in tables().items():
-        print(f"<!-- table:{marker} -->\n{table}\n<!-- /table -->\n")
+    if "--write" in sys.argv[1:]:
+        write_tables()
+    else:
+        for marker, table in tables().items():
+            print(f"<!-- table:{marker} -->\n{table}\n<!-- /table -->\n")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
 from kg_reward.labeler import (
     CHESTXRAY14_COLUMNS,
     CHEXPERT_OBSERVATIONS,
     FindingMap,
     FindingRule,
+    NormalRule,
     label_chestxray14,
     label_chexpert,
     read_labels,
@@ -20,13 +20,20 @@ from kg_schema import Entity, KnowledgeGraph, Relation
 
 def entity(canonical: str, label: str, assertion: str = "present") -> Entity:
     return Entity(
-        text=canonical, start=0, end=len(canonical), label=label, canonical=canonical,
+        text=canonical,
+        start=0,
+        end=len(canonical),
+        label=label,
+        canonical=canonical,
         assertion=assertion,
     )
 
 
 def graph(*entities: Entity, relations: tuple[Relation, ...] = ()) -> KnowledgeGraph:
     return KnowledgeGraph(entities=list(entities), relations=list(relations))
+
+
+NO_NAMES = NormalRule()
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,7 @@ def finding_map() -> FindingMap:
 
 def test_chestxray14_definite_finding_is_positive(finding_map: FindingMap) -> None:
     labels = label_chestxray14(
-        graph(entity("pleural effusion", "disorder_present")), finding_map, frozenset()
+        graph(entity("pleural effusion", "disorder_present")), finding_map, NO_NAMES
     )
 
     assert labels["Effusion"] == 1
@@ -45,7 +52,7 @@ def test_chestxray14_definite_finding_is_positive(finding_map: FindingMap) -> No
 
 def test_chestxray14_hedged_finding_is_not_positive(finding_map: FindingMap) -> None:
     labels = label_chestxray14(
-        graph(entity("pneumonia", "disorder_present", "uncertain")), finding_map, frozenset()
+        graph(entity("pneumonia", "disorder_present", "uncertain")), finding_map, NO_NAMES
     )
 
     assert labels["Pneumonia"] == 0
@@ -53,7 +60,7 @@ def test_chestxray14_hedged_finding_is_not_positive(finding_map: FindingMap) -> 
 
 def test_chestxray14_negated_only_report_is_normal(finding_map: FindingMap) -> None:
     labels = label_chestxray14(
-        graph(entity("pneumothorax", "disorder_notpresent", "absent")), finding_map, frozenset()
+        graph(entity("pneumothorax", "disorder_notpresent", "absent")), finding_map, NO_NAMES
     )
 
     assert labels["Pneumothorax"] == 0
@@ -62,19 +69,11 @@ def test_chestxray14_negated_only_report_is_normal(finding_map: FindingMap) -> N
 
 def test_chestxray14_other_finding_clears_normal(finding_map: FindingMap) -> None:
     labels = label_chestxray14(
-        graph(entity("scoliosis", "disorder_present")), finding_map, frozenset()
+        graph(entity("scoliosis", "disorder_present")), finding_map, NO_NAMES
     )
 
     assert sum(labels[name] for name in CHESTXRAY14_COLUMNS[1:-1]) == 0
     assert labels["normal"] == 0
-
-
-def test_chestxray14_normal_term_keeps_normal(finding_map: FindingMap) -> None:
-    labels = label_chestxray14(
-        graph(entity("scoliosis", "disorder_present")), finding_map, frozenset({"scoliosis"})
-    )
-
-    assert labels["normal"] == 1
 
 
 def test_chestxray14_anatomy_rule_needs_linked_anatomy(finding_map: FindingMap) -> None:
@@ -82,8 +81,31 @@ def test_chestxray14_anatomy_rule_needs_linked_anatomy(finding_map: FindingMap) 
     linked = graph(enlarged, heart, relations=(Relation(head=0, tail=1, type="modify"),))
     unlinked = graph(enlarged, heart)
 
-    assert label_chestxray14(linked, finding_map, frozenset())["Cardiomegaly"] == 1
-    assert label_chestxray14(unlinked, finding_map, frozenset())["Cardiomegaly"] == 0
+    assert label_chestxray14(linked, finding_map, NO_NAMES)["Cardiomegaly"] == 1
+    assert label_chestxray14(unlinked, finding_map, NO_NAMES)["Cardiomegaly"] == 0
+
+
+def test_chestxray14_abnormal_descriptor_clears_normal(finding_map: FindingMap) -> None:
+    tortuous, aorta = entity("tortuous", "concept"), entity("aorta", "anatomy")
+    report = graph(tortuous, aorta, relations=(Relation(head=0, tail=1, type="modify"),))
+
+    assert label_chestxray14(report, finding_map, NO_NAMES)["normal"] == 1
+    assert label_chestxray14(report, finding_map, NormalRule.from_files())["normal"] == 0
+
+
+def test_chestxray14_borderline_enlargement_is_positive(finding_map: FindingMap) -> None:
+    enlarged = entity("enlargement", "disorder_present", "uncertain")
+    heart, borderline = entity("heart", "anatomy"), entity("borderline", "concept")
+    relations = (
+        Relation(head=0, tail=1, type="located_at"),
+        Relation(head=2, tail=0, type="modify"),
+    )
+
+    hedged_report = graph(enlarged, heart, relations=relations[:1])
+    borderline_report = graph(enlarged, heart, borderline, relations=relations)
+
+    assert label_chestxray14(hedged_report, finding_map, NO_NAMES)["Cardiomegaly"] == 0
+    assert label_chestxray14(borderline_report, finding_map, NO_NAMES)["Cardiomegaly"] == 1
 
 
 def test_chexpert_positive_wins_over_uncertain(finding_map: FindingMap) -> None:

@@ -1,6 +1,6 @@
 """RewardScorer batches: one extraction call, the reference cache, per-item references.
 
-``WordExtractor`` stands in for the spaCy pipeline where a test counts calls or needs
+``WordExtractor`` replaces the spaCy pipeline where a test counts calls or needs
 graphs it can predict: every lowercase word becomes one entity. The real pipeline runs
 in ``test_reward_pipeline.py`` and in the service tests.
 """
@@ -54,7 +54,9 @@ def scorer(extractor: WordExtractor) -> RewardScorer:
 
 def test_scorer_extracts_batch_in_one_call(scorer, extractor):
     items = [
-        ScoreItem(completion=completion("edema", "yes"), reference="<answer>yes</answer> mild edema"),
+        ScoreItem(
+            completion=completion("edema", "yes"), reference="<answer>yes</answer> mild edema"
+        ),
         ScoreItem(
             completion=completion("effusion", "no"), reference="small effusion <answer>no</answer>"
         ),

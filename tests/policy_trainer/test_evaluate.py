@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from kg_reward.client import ScoreResult
 from kg_schema.scoring import Components, Explanation, SetComparison
-
 from policy_trainer.evaluate import summarize
 
 WEIGHTS = [1.0, 0.5, 0.5]

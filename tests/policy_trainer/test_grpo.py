@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 import torch
+from policy_trainer.grpo import GRPOStageConfig, run_grpo
 from safetensors.torch import load_file
 from transformers import TrainerCallback
-
-from policy_trainer.grpo import GRPOStageConfig, run_grpo
 
 pytestmark = pytest.mark.slow
 
@@ -201,7 +200,7 @@ def test_grpo_resume_continues_from_last_checkpoint(
     grpo_run: Path, sft_run_dir: Path, reward_server_url: str, tmp_path: Path
 ) -> None:
     # A copy of the finished run, cut back as if the process died during step 3 before
-    # it could save: checkpoint-2 is the last one, and completions.jsonl already holds
+    # it could save: checkpoint-2 is the last one, and completions.jsonl already contains
     # the rows of the unfinished step 3.
     output_dir = tmp_path / "run"
     shutil.copytree(grpo_run, output_dir)
@@ -216,5 +215,7 @@ def test_grpo_resume_continues_from_last_checkpoint(
     assert Counter(row["step"] for row in rows) == {step: BATCH for step in range(1, STEPS + 2)}
     state = json.loads((output_dir / f"checkpoint-{STEPS + 1}" / "trainer_state.json").read_text())
     assert state["global_step"] == STEPS + 1
-    steps_logged = [entry["step"] for entry in state["log_history"] if "rewards/answer/mean" in entry]
+    steps_logged = [
+        entry["step"] for entry in state["log_history"] if "rewards/answer/mean" in entry
+    ]
     assert steps_logged == list(range(1, STEPS + 2))

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ torch = pytest.importorskip("torch")
 
 from policy_trainer.commands import mine as mine_command  # noqa: E402
 from policy_trainer.errors import ConfigError  # noqa: E402
-from policy_trainer.mining.config import MineConfig  # noqa: E402
 from policy_trainer.mining.confidence import generate_answers, load_model  # noqa: E402
+from policy_trainer.mining.config import MineConfig  # noqa: E402
 from policy_trainer.mining.embeddings import embed_images, embed_texts  # noqa: E402
 from policy_trainer.mining.pipeline import mine  # noqa: E402
 from policy_trainer.mining.sampling import (  # noqa: E402
@@ -62,7 +63,7 @@ def chain_logits(answer: list[str], margins: dict[str, float]) -> dict[str, dict
     """
     chain = ["<go>", "<think>", "effusion", "</think>", "<answer>", *answer, "</answer>", "<eos>"]
     table = {}
-    for token, following in zip(chain, chain[1:]):
+    for token, following in zip(chain, chain[1:], strict=False):
         table[token] = {following: margins.get(token, 8.0), "no": 0.0}
     return table
 
@@ -113,7 +114,7 @@ def build_bigram_model(path: Path, table: dict[str, dict[str, float]]) -> Path:
             layer.post_attention_layernorm.weight.fill_(1.0)
         model.model.norm.weight.fill_(1.0)
         # RMSNorm turns a one-hot row into sqrt(hidden) * one-hot, so lm_head column t
-        # holds the logits after token t divided by sqrt(hidden).
+        # contains the logits after token t divided by sqrt(hidden).
         head = torch.zeros((size, hidden))
         head[:, :size] = FLOOR
         for token, row in table.items():
@@ -136,7 +137,8 @@ def make_record(index: int, kind: str, answer: str, question: str | None = None)
         "reference": rationale, "reference_answer": answer,
         "messages": [
             {"role": "user", "content": question},
-            {"role": "assistant", "content": f"<think>{rationale}</think><answer>{answer}</answer>"},
+            {"role": "assistant",
+             "content": f"<think>{rationale}</think><answer>{answer}</answer>"},
         ],
     }
 
@@ -397,3 +399,99 @@ def test_image_without_file_has_zero_similarity(tmp_path: Path) -> None:
 
     assert float(rows[0] @ rows[1]) == pytest.approx(1.0, abs=1e-5)
     assert not rows[2].any()
+
+
+# -- the SFT model of the other stages ------------------------------------------------------
+
+
+def greedy_reference(model: Any, tokenizer: Any, prompt: str, steps: int) -> tuple[list[int],
+                                                                                   list[float]]:
+    """Decode greedily with plain forward passes and return tokens and their log-probs."""
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    tokens: list[int] = []
+    log_probs: list[float] = []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(input_ids=ids).logits[0, -1].float()
+            scores = torch.log_softmax(logits, dim=-1)
+            token = int(torch.argmax(logits))
+            if token in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+                break
+            tokens.append(token)
+            log_probs.append(float(scores[token]))
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return tokens, log_probs
+
+
+@pytest.mark.slow
+def test_mine_sft_model_confidences_match_reference(
+    sft_run_dir: Path, chat_records_path: Path, tmp_path: Path
+) -> None:
+    from policy_trainer.cli import main
+    from policy_trainer.mining.confidence import answer_span, build_prompt, tag_token_ids
+
+    code = main(["mine", "--model_path", str(sft_run_dir / "final"), "--pool_path",
+                 str(chat_records_path), "--output_dir", str(tmp_path), "--sample_fraction",
+                 "1.0", "--max_new_tokens", "24", "--sizes", "[4, 8]", "--device", "cpu",
+                 "--strategies", "[hard_uniform, uniform, random]"])
+    assert code == 0
+
+    model, tokenizer, _ = load_model(sft_run_dir / "final", "cpu")
+    open_id, close_id = tag_token_ids(tokenizer)
+    records = {r["id"]: r for r in map(json.loads, chat_records_path.read_text().splitlines())}
+    rows = [json.loads(line) for line in (tmp_path / "sample_predictions.jsonl").open()]
+    assert len(rows) == len(records)
+    assert any(row["confidence"] is not None for row in rows), "the SFT model wrote no answer"
+    for row in rows:
+        prompt = build_prompt(tokenizer, records[row["id"]])
+        tokens, log_probs = greedy_reference(model, tokenizer, prompt, 24)
+        span = answer_span(tokens, open_id, close_id)
+        if span is None or span[0] == span[1]:
+            assert row["confidence"] is None, row["id"]
+            continue
+        expected = sum(log_probs[span[0]:span[1]]) / (span[1] - span[0])
+        assert row["confidence"] == pytest.approx(expected, abs=1e-4), row["id"]
+
+    report = json.loads((tmp_path / "mining_report.json").read_text())
+    assert report["seeds"] == sum(row["hard"] for row in rows)
+    assert [s["size"] for s in report["sets"]] == [4, 8, 4, 8, 4, 8]
+
+
+# -- configuration and optional backends ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("sigma", 0.5, "sigma=0.5"),
+    ("sample_fraction", 0.0, "sample_fraction=0.0"),
+    ("strategies", ["hardest"], "strategies="),
+    ("similarity_weights", [1.0, 0.0], "similarity_weights="),
+    ("sizes", [0], "sizes="),
+    ("text_backend", "sentence_transformers", "text_model_path"),
+])
+def test_mine_config_rejects_invalid_field(field: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        MineConfig(model_path=Path("m"), pool_path=Path("p"), **{field: value})
+
+
+def test_sentence_transformers_backend_needs_package(tmp_path: Path) -> None:
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("sentence-transformers is installed")
+
+    with pytest.raises(ConfigError, match="pip install sentence-transformers"):
+        embed_texts(["no effusion"], "sentence_transformers", tmp_path)
+
+
+def test_biomedclip_backend_needs_package(tmp_path: Path) -> None:
+    try:
+        import open_clip  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("open_clip is installed")
+
+    with pytest.raises(ConfigError, match="pip install open_clip_torch"):
+        embed_images([None], "biomedclip", model_path=tmp_path)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from policy_trainer import models
 from safetensors.torch import load_file
 
-from policy_trainer import models
+from tests.policy_trainer.conftest import SFT_STEPS
 
 TAGS = models.TAG_TOKENS
 
@@ -59,7 +60,7 @@ def test_assistant_mask_covers_answer_and_end_token(tiny_model_dir: Path) -> Non
     output = tokenizer.apply_chat_template(messages, return_assistant_tokens_mask=True,
                                            return_dict=True)
     tokens = tokenizer.convert_ids_to_tokens(output["input_ids"])
-    masked = [token for token, flag in zip(tokens, output["assistant_masks"]) if flag]
+    masked = [token for token, flag in zip(tokens, output["assistant_masks"], strict=True) if flag]
     assert "".join(masked).replace("Ġ", " ") == "A.<|im_end|>"
 
 
@@ -91,8 +92,10 @@ def test_sft_trains_adapters_lm_head_and_tags(sft_run_dir: Path, tiny_model_dir:
                            final["model.layers.0.self_attn.q_proj.weight"])
     assert not torch.equal(base["lm_head.weight"], final["lm_head.weight"][:vocab])
     # Only the tag rows of the input embeddings train.
-    assert torch.equal(base["model.embed_tokens.weight"], final["model.embed_tokens.weight"][:vocab])
-    adapter = load_file(str(sft_run_dir / "checkpoint-30" / "adapter_model.safetensors"))
+    assert torch.equal(base["model.embed_tokens.weight"],
+                       final["model.embed_tokens.weight"][:vocab])
+    checkpoint = sft_run_dir / f"checkpoint-{SFT_STEPS}"
+    adapter = load_file(str(checkpoint / "adapter_model.safetensors"))
     delta = next(t for name, t in adapter.items() if name.endswith("trainable_tokens_delta"))
     assert delta.shape[0] == 4
     assert delta.abs().sum() > 0

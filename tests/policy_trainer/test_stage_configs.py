@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from policy_trainer.cli import main
 from policy_trainer.errors import ConfigError
 from policy_trainer.evaluate import EvaluateConfig
 from policy_trainer.grpo import GRPOStageConfig
 from policy_trainer.sft import SFTStageConfig
 
-CONFIG_DIR = Path(__file__).parents[2] / "services" / "policy_trainer" / "policy_trainer" / "configs"
+CONFIG_DIR = Path(__file__).parents[2] / "services/policy_trainer/policy_trainer/configs"
 RECORDS = Path(__file__).parent / "data" / "chat_records.jsonl"
 
 

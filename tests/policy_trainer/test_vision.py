@@ -2,32 +2,26 @@
 
 The training tests run the real ``run_sft`` and ``run_grpo`` stages on records whose
 images are the chest radiograph ``RG1_UNCI.dcm`` (DICOM, from pydicom-data) and a PNG,
-with rewards from a real kg_reward server on 127.0.0.1.
+with rewards from a real kg_reward server on 127.0.0.1. HF_HUB_OFFLINE=1 is set by
+tests/policy_trainer/conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("trl")
-
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from pydicom.data import get_testdata_file  # noqa: E402
-
-from policy_trainer import vision  # noqa: E402
-from policy_trainer.chat_data import prompt_rows, sft_rows  # noqa: E402
-from policy_trainer.errors import DataError  # noqa: E402
-from policy_trainer.models import TAG_TOKENS, LoraFields  # noqa: E402
-from policy_trainer.tiny_vision import IMAGE_SIZE, PATCH_SIZE, build_tiny_llava  # noqa: E402
-
-os.environ["HF_HUB_OFFLINE"] = "1"
+import torch
+from PIL import Image
+from policy_trainer import vision
+from policy_trainer.chat_data import prompt_rows, sft_rows
+from policy_trainer.errors import DataError
+from policy_trainer.models import TAG_TOKENS, LoraFields
+from policy_trainer.tiny_vision import IMAGE_SIZE, PATCH_SIZE, build_tiny_llava
+from pydicom.data import get_testdata_file
 
 RECORDS = Path(__file__).parent / "data" / "chat_records.jsonl"
 IMAGE_TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2
@@ -38,21 +32,46 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
 
+# Reference rationales that name many findings, so that even the random tiny policy hits
+# some of them by chance and the rewards of a group differ, which GRPO needs to update.
+RATIONALE = (
+    "Findings include pneumonia, a nodule, an opacity, an effusion, atelectasis, edema, "
+    "consolidation and infection in the lung, with a calcified granuloma near the heart."
+)
+QUESTIONS = (
+    ("Is there a pleural effusion?", "yes"),
+    ("Is there a pneumothorax?", "no"),
+    ("Is there a nodule in the lung?", "yes"),
+    ("Is the heart enlarged?", "no"),
+)
+
+
 @pytest.fixture(scope="module")
 def image_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Write four chat records whose images alternate between the DICOM radiograph and a PNG."""
+    """Write chat records whose images alternate between the DICOM radiograph and a PNG."""
     folder = tmp_path_factory.mktemp("image_records")
     radiograph = get_testdata_file("RG1_UNCI.dcm", download=False)
     assert radiograph is not None, "pydicom-data (dev extra) provides RG1_UNCI.dcm"
     shutil.copy(str(radiograph), folder / "RG1_UNCI.dcm")
     Image.new("RGB", (96, 80), (70, 70, 70)).save(folder / "lateral.png")
 
-    lines = RECORDS.read_text(encoding="utf-8").splitlines()[:4]
-    records = [json.loads(line) for line in lines]
-    for index, record in enumerate(records):
-        record["image"] = "RG1_UNCI.dcm" if index % 2 == 0 else "lateral.png"
+    lines = []
+    for index, (question, answer) in enumerate(QUESTIONS):
+        record = {
+            "id": f"vqa-{index}",
+            "question": question,
+            "answer": answer,
+            "rationale": RATIONALE,
+            "image": "RG1_UNCI.dcm" if index % 2 == 0 else "lateral.png",
+            "messages": [
+                {"role": "user", "content": question},
+                {"role": "assistant",
+                 "content": f"<think>{RATIONALE}</think><answer>{answer}</answer>"},
+            ],
+        }
+        lines.append(json.dumps(record) + "\n")
     path = folder / "train.jsonl"
-    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    path.write_text("".join(lines), encoding="utf-8")
     return path
 
 
@@ -109,6 +128,19 @@ def test_tiny_llava_generates_from_dicom(tiny_llava: Path, image_records: Path) 
     image_positions = inputs["input_ids"][0] == processor.image_token_id
     assert int(image_positions.sum()) == IMAGE_TOKENS_PER_IMAGE
     assert output.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_generate_greedy_with_images_mixed_batch(tiny_llava: Path, image_records: Path) -> None:
+    dataset = vision.load_image_dataset_rows(image_records, prompt_rows, max_side=64)
+    prompts = [dataset[0]["prompt"], dataset[1]["prompt"], dataset[1]["prompt"]]
+    images = [dataset[0]["images"], dataset[1]["images"], []]
+
+    completions = vision.generate_greedy_with_images(
+        tiny_llava, prompts, images, max_new_tokens=5, batch_size=3
+    )
+
+    assert len(completions) == 3
+    assert all(isinstance(text, str) and text for text in completions)
 
 
 # --- model detection and LoRA ---------------------------------------------------------
@@ -190,6 +222,40 @@ def test_load_image_dataset_rows_missing_image(tmp_path: Path) -> None:
         vision.load_image_dataset_rows(path, sft_rows)
 
 
+def write_mixed_records(image_records: Path, path: Path) -> Path:
+    """Copy ``image_records`` with the image of the second record removed."""
+    records = [json.loads(line) for line in image_records.read_text().splitlines()]
+    records[1].pop("image")
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    for name in ("RG1_UNCI.dcm", "lateral.png"):
+        shutil.copy(image_records.parent / name, path.parent / name)
+    return path
+
+
+def test_load_image_prompt_rows_rejects_mixed(image_records: Path, tmp_path: Path) -> None:
+    path = write_mixed_records(image_records, tmp_path / "mixed.jsonl")
+
+    with pytest.raises(DataError, match=r"3 of 4 records name an image"):
+        vision.load_image_prompt_rows(path, prompt_rows)
+
+
+def test_trl_collator_mixes_text_only_rows(
+    tiny_llava: Path, image_records: Path, tmp_path: Path
+) -> None:
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    path = write_mixed_records(image_records, tmp_path / "mixed.jsonl")
+    processor = vision.load_processor(tiny_llava)
+    dataset = vision.load_image_dataset_rows(path, sft_rows, max_side=64)
+    collator = DataCollatorForVisionLanguageModeling(processor)
+
+    batch = collator([dataset[0], dataset[1]])
+
+    assert batch["pixel_values"].shape[0] == 1
+    image_tokens = (batch["input_ids"] == processor.image_token_id).sum(dim=1)
+    assert image_tokens.tolist() == [IMAGE_TOKENS_PER_IMAGE, 0]
+
+
 def test_trl_collator_builds_pixel_values(tiny_llava: Path, image_records: Path) -> None:
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
@@ -209,14 +275,24 @@ def test_trl_collator_builds_pixel_values(tiny_llava: Path, image_records: Path)
 # --- SFT and GRPO end to end ----------------------------------------------------------
 
 
-def language_and_vision_weights(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def split_weights(model_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Return the (language model, vision tower and projector) weights of a saved VLM."""
     from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    decoder = model.get_decoder()
-    language = decoder.layers[0].self_attn.q_proj.weight.detach().clone()
-    vision_tower = model.model.vision_tower.vision_model.encoder.layers[0].self_attn.q_proj
-    return language, vision_tower.weight.detach().clone()
+    state = AutoModelForImageTextToText.from_pretrained(model_dir).state_dict()
+    language = {name: value for name, value in state.items() if ".language_model." in name}
+    vision_part = {
+        name: value for name, value in state.items()
+        if ".vision_tower." in name or ".multi_modal_projector." in name
+    }
+    return language, vision_part
+
+
+def changed_names(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> list[str]:
+    return [
+        name for name, value in before.items()
+        if value.shape != after[name].shape or not torch.equal(value, after[name])
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -242,11 +318,12 @@ def sft_vision_run(
 
 @pytest.mark.slow
 def test_run_sft_vision_trains_language_model(tiny_llava: Path, sft_vision_run: Path) -> None:
-    base_language, base_vision = language_and_vision_weights(tiny_llava)
-    tuned_language, tuned_vision = language_and_vision_weights(sft_vision_run)
+    base_language, base_vision = split_weights(tiny_llava)
+    tuned_language, tuned_vision = split_weights(sft_vision_run)
 
-    assert not torch.equal(base_language, tuned_language), "merged LoRA left q_proj unchanged"
-    assert torch.equal(base_vision, tuned_vision), "the vision tower must stay frozen"
+    changed = changed_names(base_language, tuned_language)
+    assert any("q_proj" in name for name in changed), "merged LoRA left the decoder unchanged"
+    assert changed_names(base_vision, tuned_vision) == [], "vision tower must stay frozen"
 
 
 @pytest.mark.slow
@@ -272,7 +349,7 @@ def test_run_grpo_vision_with_reward_server(
         max_steps=1,
         num_generations=4,
         per_device_train_batch_size=4,
-        max_completion_length=24,
+        max_completion_length=32,
         learning_rate=1e-2,
         lora_r=4,
         lora_alpha=8,
@@ -283,8 +360,10 @@ def test_run_grpo_vision_with_reward_server(
 
     rows = [json.loads(line) for line in (config.output_dir / "completions.jsonl").open()]
     assert len(rows) == 4
-    assert all(row["reward"] is not None for row in rows), "every completion gets a reward"
-    before_language, before_vision = language_and_vision_weights(sft_vision_run)
-    after_language, after_vision = language_and_vision_weights(final_dir)
-    assert not torch.equal(before_language, after_language), "GRPO left q_proj unchanged"
-    assert torch.equal(before_vision, after_vision), "the vision tower must stay frozen"
+    assert all(row["scored"] for row in rows), "every completion gets a reward"
+    assert len({row["reward"] for row in rows}) > 1, f"no reward spread: {rows}"
+    before_language, before_vision = split_weights(sft_vision_run)
+    after_language, after_vision = split_weights(final_dir)
+    changed = changed_names(before_language, after_language)
+    assert any("q_proj" in name for name in changed), "GRPO left the decoder unchanged"
+    assert changed_names(before_vision, after_vision) == [], "vision tower must stay frozen"

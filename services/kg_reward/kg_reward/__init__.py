@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 def load(path: str | Path | None = None) -> Extractor:
     """Return an ``Extractor``: the default pipeline, or the one saved at ``path``."""
+    from kg_reward.spacy_import import import_spacy
+
+    import_spacy()
     from kg_reward.extraction import load_extractor
 
     return load_extractor(path)

@@ -209,6 +209,12 @@ class ClientSettings(BaseSettings):
         description="Seconds between two log lines of the same repeated warning.",
     )
 
+    replica_cooldown: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a replica that failed to connect or timed out is tried last.",
+    )
+
     @field_validator("urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
@@ -249,6 +255,7 @@ class ClientSettings(BaseSettings):
             "max_concurrency": self.max_concurrency,
             "raise_on_error": self.raise_on_error,
             "warning_interval": self.warning_interval,
+            "replica_cooldown": self.replica_cooldown,
         }
 
 
@@ -407,6 +414,7 @@ class _ClientCore:
         max_concurrency: int,
         raise_on_error: bool,
         warning_interval: float,
+        replica_cooldown: float,
     ):
         if max_items_per_request < 1:
             raise ValueError(f"max_items_per_request must be >= 1, got {max_items_per_request}")
@@ -420,14 +428,32 @@ class _ClientCore:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._warnings = _WarningLimiter(warning_interval)
         self._replica_counter = itertools.count()
+        self._replica_cooldown = replica_cooldown
+        self._down_until: dict[str, float] = {}
 
     @property
     def attempts_per_chunk(self) -> int:
         # Every replica gets one try, so a dead replica's chunk always reaches the others.
         return max(self.retry.max_attempts, len(self.urls))
 
-    def replica_for_attempt(self, chunk: _Chunk, attempt: int) -> str:
-        return self.urls[(chunk.first_replica + attempt) % len(self.urls)]
+    def replica_order(self, chunk: _Chunk) -> list[str]:
+        """Return the replicas in the order a chunk tries them: reachable ones first.
+
+        A replica that failed to connect or timed out in the last ``replica_cooldown``
+        seconds goes last, so each batch does not wait for its connect timeout again.
+        """
+        rotated = self.urls[chunk.first_replica :] + self.urls[: chunk.first_replica]
+        now = time.monotonic()
+        return sorted(rotated, key=lambda url: self._down_until.get(url, 0.0) > now)
+
+    def record_success(self, url: str) -> None:
+        self._down_until.pop(url, None)
+
+    def record_failure(self, failure: _RetryableFailure) -> None:
+        # Only transport failures mark a replica down: a 503 or 429 is a response from a
+        # replica that is up, and its Retry-After already paces the retries.
+        if failure.status_code is None:
+            self._down_until[failure.url] = time.monotonic() + self._replica_cooldown
 
     def wait_before_attempt(self, attempt: int, retry_after: float | None) -> float | None:
         """Return the wait before ``attempt``, or None inside a round over the replicas."""
@@ -594,6 +620,7 @@ class RewardClient:
         max_concurrency: int = 8,
         raise_on_error: bool = False,
         warning_interval: float = 30.0,
+        replica_cooldown: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ):
         self._core = _ClientCore(
@@ -604,6 +631,7 @@ class RewardClient:
             max_concurrency=max_concurrency,
             raise_on_error=raise_on_error,
             warning_interval=warning_interval,
+            replica_cooldown=replica_cooldown,
         )
         self._http = httpx.Client(
             headers=self._core._headers, timeout=timeout, limits=limits, transport=transport
@@ -665,20 +693,25 @@ class RewardClient:
         body = self._core.build_body(chunk.items, weights, options)
         failure: _RetryableFailure | None = None
         retry_after: float | None = None
+        order = self._core.replica_order(chunk)
         for attempt in range(self._core.attempts_per_chunk):
             wait = self._core.wait_before_attempt(attempt, retry_after)
             if wait is not None:
                 _sleep(wait)
                 retry_after = None
-            url = self._core.replica_for_attempt(chunk, attempt)
+            url = order[attempt % len(order)]
             try:
-                return self._post(url, body, len(chunk.items))
+                response = self._post(url, body, len(chunk.items))
             except _RetryableFailure as error:
                 failure = error
+                self._core.record_failure(error)
                 retry_after = _max_optional(retry_after, error.retry_after)
                 self._core.log_retry(error, chunk, attempt)
             except BadResponseError as error:
                 return error
+            else:
+                self._core.record_success(url)
+                return response
         assert failure is not None
         return self._core.unavailable(chunk, failure)
 
@@ -739,6 +772,7 @@ class AsyncRewardClient:
         max_concurrency: int = 8,
         raise_on_error: bool = False,
         warning_interval: float = 30.0,
+        replica_cooldown: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
         self._core = _ClientCore(
@@ -749,6 +783,7 @@ class AsyncRewardClient:
             max_concurrency=max_concurrency,
             raise_on_error=raise_on_error,
             warning_interval=warning_interval,
+            replica_cooldown=replica_cooldown,
         )
         self._http = httpx.AsyncClient(
             headers=self._core._headers, timeout=timeout, limits=limits, transport=transport
@@ -808,21 +843,26 @@ class AsyncRewardClient:
         body = self._core.build_body(chunk.items, weights, options)
         failure: _RetryableFailure | None = None
         retry_after: float | None = None
+        order = self._core.replica_order(chunk)
         for attempt in range(self._core.attempts_per_chunk):
             wait = self._core.wait_before_attempt(attempt, retry_after)
             if wait is not None:
                 await _async_sleep(wait)
                 retry_after = None
-            url = self._core.replica_for_attempt(chunk, attempt)
+            url = order[attempt % len(order)]
             try:
                 async with self._semaphore:
-                    return await self._post(url, body, len(chunk.items))
+                    response = await self._post(url, body, len(chunk.items))
             except _RetryableFailure as error:
                 failure = error
+                self._core.record_failure(error)
                 retry_after = _max_optional(retry_after, error.retry_after)
                 self._core.log_retry(error, chunk, attempt)
             except BadResponseError as error:
                 return error
+            else:
+                self._core.record_success(url)
+                return response
         assert failure is not None
         return self._core.unavailable(chunk, failure)
 

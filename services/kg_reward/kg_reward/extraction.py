@@ -13,22 +13,33 @@ loaded from a directory) and turns each processed ``Doc`` into a ``kg_schema.Kno
 
 Input rules: a text that is not a ``str`` raises ``InputError``; a text longer than
 ``MAX_TEXT_CHARS`` characters raises ``TextTooLongError``; an empty or whitespace-only text gives
-an empty graph. Control characters and non-English text go through the pipeline like any other
-text and usually yield no entities.
+an empty graph. Before the pipeline runs, control characters (except tab and newlines),
+invisible format characters such as zero-width spaces, and markup tags such as ``<think>`` are
+replaced by spaces of the same length, so they separate words instead of gluing them to cues,
+and entity offsets still index the original text. Non-English or random text goes through the
+pipeline like any other text and usually yields no entities.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kg_schema import KnowledgeGraph
-from spacy.language import Language
-from spacy.tokens import Doc
 
 from kg_reward.errors import InputError, TextTooLongError
+
+# kg_reward.pipeline imports spaCy with torch hidden (kg_reward.spacy_import), so this module
+# imports spaCy only through it.
+from kg_reward.pipeline.spans import doc_text, entity_rows, remember_text, token_offsets
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +57,15 @@ _PLAIN_LABELS = {
     "concept": "concept",
     "size": "size",
 }
+
+# C0 and C1 control characters except tab, newline and carriage return, plus the invisible
+# format characters that occur in copied text (soft hyphen, zero-width and direction marks,
+# byte-order mark). Each is one code point, so replacing it by one space keeps offsets.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]"
+)
+_MARKUP_TAG = re.compile(r"</?[A-Za-z][\w-]*\s*/?>?")
 
 # A cached graph: entity tuples (text, start, end, label, canonical, assertion) and relation
 # tuples (head, tail, type). Tuples keep cached results immutable; models are built per call.
@@ -96,8 +116,10 @@ class Extractor:
         missing = [position for position, row in enumerate(rows) if row is None]
         unique = list(dict.fromkeys(texts[position] for position in missing))
         if unique:
-            docs = self.nlp.pipe(unique, batch_size=batch_size)
-            computed = {text: self._rows_of(doc) for text, doc in zip(unique, docs)}
+            docs = self.nlp.pipe((self._make_doc(text) for text in unique), batch_size=batch_size)
+            computed = {
+                text: self._rows_of(doc, text) for text, doc in zip(unique, docs, strict=True)
+            }
             for text, graph_rows in computed.items():
                 self._cache_put(text, graph_rows)
             for position in missing:
@@ -119,24 +141,34 @@ class Extractor:
 
     def graph_of(self, doc: Doc, id: str | None = None) -> KnowledgeGraph:
         """Return the graph of a Doc that this extractor's pipeline has processed."""
-        return _build_graph(self._rows_of(doc), id)
+        return _build_graph(self._rows_of(doc, doc_text(doc)), id)
 
-    def _rows_of(self, doc: Doc) -> _GraphRows:
-        if not doc.text.strip():
+    def _make_doc(self, text: str) -> Doc:
+        cleaned = clean_text(text)
+        doc = self.nlp.make_doc(cleaned)
+        remember_text(doc, cleaned)
+        return doc
+
+    def _rows_of(self, doc: Doc, original: str) -> _GraphRows:
+        """Return the graph rows of ``doc``, with surface texts sliced from ``original``."""
+        if not original.strip():
             return ((), ())
         skipped = self._skipped_token_ranges(doc)
         assertions = doc._.assertions or {}
+        offsets, lengths = token_offsets(doc)
         kept: dict[int, int] = {}
         entities: list[_EntityRow] = []
-        for position, span in enumerate(doc.ents):
-            if skipped and any(first <= span.start < end for first, end in skipped):
+        for position, (start, end, kind, canonical) in enumerate(entity_rows(doc)):
+            if skipped and any(first <= start < last for first, last in skipped):
                 continue
-            assertion = assertions.get((span.start, span.end)) or "present"
-            kind = span.label_
+            assertion = assertions.get((start, end)) or "present"
             label = _PRESENCE_LABELS.get((kind, assertion != "absent")) or _PLAIN_LABELS[kind]
+            start_char = offsets[start]
+            end_char = offsets[end - 1] + lengths[end - 1]
+            surface = original[start_char:end_char]
             kept[position] = len(entities)
             entities.append(
-                (span.text, span.start_char, span.end_char, label, span.id_ or span.text, assertion)
+                (surface, start_char, end_char, label, canonical or surface.lower(), assertion)
             )
         relations = tuple(
             (kept[head], kept[tail], kind)
@@ -178,6 +210,14 @@ def check_text(text: object, position: int = 0) -> None:
             f"text {position} has {len(text)} characters, more than the limit of "
             f"{MAX_TEXT_CHARS}; split it into shorter texts"
         )
+
+
+def clean_text(text: str) -> str:
+    """Blank control characters and markup tags with spaces, keeping every offset."""
+    cleaned = _CONTROL.sub(" ", text)
+    if "<" in cleaned:
+        cleaned = _MARKUP_TAG.sub(lambda match: " " * len(match.group()), cleaned)
+    return cleaned
 
 
 def _build_graph(rows: _GraphRows, id: str | None) -> KnowledgeGraph:

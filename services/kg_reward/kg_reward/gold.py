@@ -86,7 +86,10 @@ class GoldDocument:
 
 
 def load_gold(path: str | Path = DEFAULT_GOLD_PATH) -> list[GoldDocument]:
-    """Load and check the gold JSONL; relation ends name entity texts of the same record."""
+    """Load the gold JSONL and check every span and relation end.
+
+    Relation ends name the ``text`` of entities of the same record.
+    """
     documents = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
@@ -188,21 +191,28 @@ def score_labels(
     predicted: Sequence[Mapping[str, str]],
     gold: Sequence[Mapping[str, str]],
     findings: Sequence[str],
+    extra: Sequence[str] = (),
 ) -> dict[str, Counts]:
-    """Count per finding, treating the value '1' as positive; 'micro' sums all findings."""
-    scores = {finding: Counts() for finding in findings}
+    """Count per column, treating the value '1' as positive.
+
+    'micro' sums the ``findings`` columns; ``extra`` columns (such as ``normal``) are
+    counted on their own and left out of the micro average.
+    """
+    scores = {name: Counts() for name in (*findings, *extra)}
     for predicted_row, gold_row in zip(predicted, gold, strict=True):
-        for finding in findings:
-            said, truth = predicted_row[finding] == "1", gold_row[finding].strip() == "1"
-            counts = scores[finding]
-            counts.tp += said and truth
-            counts.fp += said and not truth
-            counts.fn += truth and not said
+        for name, counts in scores.items():
+            predicted_positive = predicted_row[name] == "1"
+            gold_positive = gold_row[name].strip() == "1"
+            counts.tp += predicted_positive and gold_positive
+            counts.fp += predicted_positive and not gold_positive
+            counts.fn += gold_positive and not predicted_positive
     micro = Counts()
-    for counts in scores.values():
-        micro.add(counts)
-    scores["micro"] = micro
-    return scores
+    for name in findings:
+        micro.add(scores[name])
+    ordered = {name: scores[name] for name in findings}
+    ordered["micro"] = micro
+    ordered.update({name: scores[name] for name in extra})
+    return ordered
 
 
 def score_label_rows(
@@ -210,21 +220,24 @@ def score_label_rows(
     rows: Sequence[Mapping[str, int | None]],
     gold: Mapping[str, Mapping[str, str]],
     findings: Sequence[str],
+    extra: Sequence[str] = (),
 ) -> tuple[dict[str, Counts], int]:
-    """Score labeler rows against gold rows keyed by id; return the counts and rows matched.
+    """Score labeler rows against gold rows keyed by id.
 
-    Rows whose id is missing from the gold are skipped.
+    Return the counts and the number of rows scored. Rows whose id is missing from the gold
+    are skipped.
     """
+    columns = (*findings, *extra)
     predicted, expected = [], []
     for row_id, row in zip(ids, rows, strict=True):
         if row_id in gold:
-            predicted.append({name: str(row[name]) for name in findings})
-            expected.append({name: gold[row_id][name] for name in findings})
-    return score_labels(predicted, expected, findings), len(predicted)
+            predicted.append({name: str(row[name]) for name in columns})
+            expected.append({name: gold[row_id][name] for name in columns})
+    return score_labels(predicted, expected, findings, extra), len(predicted)
 
 
 def format_label_scores(scores: Mapping[str, Counts]) -> str:
-    """Format per-finding label scores as an aligned table with support (gold positives)."""
+    """Format per-finding label scores as an aligned table."""
     return format_table(list(scores.items()))
 
 

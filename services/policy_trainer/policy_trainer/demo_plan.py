@@ -42,8 +42,9 @@ SCALES: dict[str, Scale] = {
         tiny_model=True,
         values={
             "synthesize": {"max_reports": 40},
-            "sft": {"max_steps": 4, "per_device_train_batch_size": 4, "max_length": 256,
-                    "logging_steps": 1, "save_steps": 1000},
+            "sft": {"max_steps": 4, "per_device_train_batch_size": 4,
+                    "gradient_accumulation_steps": 1, "max_length": 256, "logging_steps": 1,
+                    "save_steps": 1000},
             "mine": {"sample_fraction": 0.25, "sizes": [16], "top_k": 2, "max_new_tokens": 24,
                      "batch_size": 8},
             "grpo": {"max_steps": 3, "num_generations": 2, "per_device_train_batch_size": 4,
@@ -56,8 +57,9 @@ SCALES: dict[str, Scale] = {
         tiny_model=False,
         values={
             "synthesize": {"max_reports": 400},
-            "sft": {"max_steps": 60, "per_device_train_batch_size": 4, "max_length": 384,
-                    "logging_steps": 5, "save_steps": 1000},
+            "sft": {"max_steps": 60, "per_device_train_batch_size": 4,
+                    "gradient_accumulation_steps": 1, "max_length": 384, "logging_steps": 5,
+                    "save_steps": 1000},
             "mine": {"sample_fraction": 0.05, "sizes": [64], "top_k": 4, "max_new_tokens": 96,
                      "batch_size": 16},
             "grpo": {"max_steps": 24, "num_generations": 4, "per_device_train_batch_size": 8,
@@ -95,9 +97,9 @@ class Stage:
 
 
 def packaged_config(stage: str) -> dict[str, Any]:
-    """Return the packaged ``configs/<stage>_cpu.yaml`` or ``<stage>.yaml`` values, if any."""
+    """Return the values of the packaged CPU config of ``stage``, or ``{}`` if none exists."""
     folder = resources.files("policy_trainer") / "configs"
-    for name in (f"{stage}_cpu.yaml", f"{stage}.yaml"):
+    for name in (f"cpu_smollm2_{stage}.yaml", f"{stage}_cpu.yaml", f"{stage}.yaml"):
         candidate = folder / name
         if candidate.is_file():
             data = yaml.safe_load(candidate.read_text(encoding="utf-8"))
@@ -126,9 +128,11 @@ def plan(root: Path, scale: Scale, reward_url: str, reports: Path | None,
     stages.append(Stage("synthesize", "synthesize", values("synthesize", {
         "output_dir": data_dir, "input_path": reports,
     })))
+    # Evaluation during training is off (eval_file: null): the demo evaluates on the
+    # test split afterwards, and dev-set passes would add minutes on a CPU.
     stages.append(Stage("sft", "sft", values("sft", {
         "model_path": base_model, "train_file": data_dir / "train.jsonl",
-        "output_dir": sft_dir,
+        "eval_file": None, "output_dir": sft_dir,
     })))
     sft_model = sft_dir / "final"
     stages.append(Stage("mine", "mine", values("mine", {
@@ -136,7 +140,7 @@ def plan(root: Path, scale: Scale, reward_url: str, reports: Path | None,
         "output_dir": mine_dir,
     })))
     stages.append(Stage("grpo", "grpo", values("grpo", {
-        "model_path": sft_model, "train_file": mine_dir / "mined.jsonl",
+        "model_path": sft_model, "train_file": mine_dir / "mined.jsonl", "eval_file": None,
         "output_dir": grpo_dir, "reward_urls": [reward_url],
     })))
     for name, model in (("sft", sft_model), ("grpo", grpo_dir / "final")):

@@ -49,7 +49,7 @@ COMPONENTS = ("answer", "entity", "relation")
 
 @dataclass
 class RewardServiceFields:
-    """Where and how the rewards are fetched."""
+    """Reward service addresses, reward weights and client retry settings."""
 
     reward_urls: list[str] = field(
         default_factory=lambda: ["http://127.0.0.1:8000"],
@@ -263,9 +263,9 @@ def make_trainer_class() -> type:
             self.completion_log = completion_log
             self.batch_is_unscorable = False
 
-        # Overrides a private method of TRL 1.16 (grpo_trainer.py, line 1579): it is the
-        # one place that sees the prompts, the completions and every reward component
-        # before they are reduced to advantages.
+        # Overrides a private method of TRL 1.16 (grpo_trainer.py, line 1579) because it
+        # is the one place with the prompts, the completions and every reward component
+        # before TRL reduces them to advantages.
         def _calculate_rewards(self, inputs: list[dict[str, Any]], prompts: list[Any],
                                completions: list[Any], completion_ids_list: list[Any]) -> Any:
             import torch
@@ -341,7 +341,7 @@ def run_grpo(config: GRPOStageConfig, callbacks: Sequence[Any] = ()) -> Path:
     # 2. Prompts with their reference rationale and answer as extra dataset columns,
     #    which TRL hands to the reward functions.
     assert config.train_file is not None  # checked in __post_init__
-    load_rows = vision.load_image_dataset_rows if is_vlm else load_dataset_rows
+    load_rows = vision.load_image_prompt_rows if is_vlm else load_dataset_rows
     train_dataset = load_rows(config.train_file, prompt_rows)
     eval_dataset = load_rows(config.eval_file, prompt_rows) if config.eval_file else None
 

@@ -2,9 +2,10 @@
 
 The vision-language processors expect 8-bit RGB input, while radiographs usually come as
 12 to 16-bit DICOM. A grayscale DICOM image goes through the display pipeline of the
-DICOM standard (PS3.3 C.11): modality LUT (rescale slope and intercept), then VOI LUT
-(the VOI LUT Sequence, else Window Center and Window Width, else the min-max range of
-the pixels), then inversion for MONOCHROME1, where the lowest value is displayed white.
+DICOM standard (PS3.3 C.11). First the modality LUT (rescale slope and intercept) maps
+stored values to modality units. Then the VOI LUT maps them to [0, 1]: the VOI LUT
+Sequence if present, else Window Center and Window Width, else the min-max range of the
+pixels. Last, MONOCHROME1 images are inverted, because there the lowest value is white.
 
 Every failure raises ``policy_trainer.errors.DataError`` naming the file and the reason.
 """
@@ -29,12 +30,13 @@ _DICOM_MAGIC_OFFSET = 128
 _DICOM_MAGIC = b"DICM"
 
 _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
+_PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def load_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
     """Load a PNG, JPEG or DICOM file as an 8-bit RGB image.
 
-    DICOM is recognized by its suffix or by the ``DICM`` marker after the preamble;
+    DICOM is recognized by its suffix or by the ``DICM`` marker after the preamble, and
     everything else goes to Pillow. With ``max_side``, an image whose longer side
     exceeds it is shrunk to that size, keeping the aspect ratio.
     """
@@ -104,10 +106,11 @@ def _read_dicom(path: Path) -> Any:
     except (OSError, EOFError, ValueError, KeyError) as error:
         raise DataError(f"DICOM file {path} cannot be read: {error}") from error
 
-    if "PixelData" not in dataset:
+    if not any(keyword in dataset for keyword in _PIXEL_DATA_KEYWORDS):
         raise DataError(
-            f"DICOM file {path} has no Pixel Data element; it holds no image "
-            f"(SOP class {dataset.get('SOPClassUID', 'unknown')})"
+            f"DICOM file {path} has no Pixel Data element, so it contains no image "
+            f"(SOP class {dataset.get('SOPClassUID', 'unknown')}); point the record at an "
+            "image object such as a CR or DX radiograph"
         )
     return dataset
 
@@ -227,13 +230,13 @@ def _first_value(value: Any) -> float:
 
 
 def _color_to_uint8(frame: np.ndarray, dataset: Any) -> np.ndarray:
-    """Scale an RGB frame to 8 bits; pydicom has already converted YBR to RGB."""
+    """Scale an RGB frame to 8 bits (pydicom has already converted YBR to RGB)."""
     if frame.dtype == np.uint8:
         return frame
     if frame.dtype.kind == "f":
         return np.rint(_min_max(frame) * 255.0).astype(np.uint8)
 
-    # A palette lookup returns 16-bit entries, other frames carry Bits Stored bits.
+    # A palette lookup returns 16-bit entries, while other frames carry Bits Stored bits.
     if dataset.get("PhotometricInterpretation") == "PALETTE COLOR":
         bits = 8 * frame.dtype.itemsize
     else:
@@ -265,5 +268,5 @@ def _pillow_to_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray(pixels).convert("RGB")
     if image.mode == "RGB":
         return image
-    # NOTE: transparency is dropped, not composited; radiographs have no alpha.
+    # NOTE: transparency is dropped, not composited, which is harmless for radiographs.
     return image.convert("RGB")

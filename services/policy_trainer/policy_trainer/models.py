@@ -168,6 +168,7 @@ def convert_smollm2(cache_dir: Path = DEFAULT_CACHE_DIR, *, force: bool = False)
         if force and target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
+        target.chmod(0o755)  # mkdtemp creates the folder readable by its owner only
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Converted SmolLM2 in %.1f s", time.perf_counter() - started)
@@ -193,7 +194,8 @@ def load_tokenizer(
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = padding_side
     if chat_template == "chatml":
-        missing = [tok for tok in ("<|im_start|>", "<|im_end|>") if tok not in tokenizer.get_vocab()]
+        vocab = tokenizer.get_vocab()
+        missing = [token for token in ("<|im_start|>", "<|im_end|>") if token not in vocab]
         if missing:
             raise ConfigError(
                 f"chat_template 'chatml' needs the tokens {missing}, which the tokenizer of "
@@ -201,7 +203,9 @@ def load_tokenizer(
             )
         tokenizer.chat_template = packaged_chat_template()
     elif not tokenizer.chat_template:
-        raise ConfigError(f"the tokenizer of {path} has no chat template; set chat_template: chatml")
+        raise ConfigError(
+            f"the tokenizer of {path} has no chat template; set chat_template: chatml"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -222,6 +226,7 @@ def add_tag_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     ``skip_special_tokens=True``, which would strip special tokens from the text the
     reward service needs to read. Calling this on a model that has the tags is a no-op.
     """
+    import torch
     from tokenizers import AddedToken
 
     new_tokens = [
@@ -231,19 +236,21 @@ def add_tag_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -
     ]
     if new_tokens:
         tokenizer.add_tokens(new_tokens)
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+    embeddings = model.get_input_embeddings()
+    assert isinstance(embeddings, torch.nn.Embedding)
+    if len(tokenizer) > embeddings.num_embeddings:
         # mean_resizing starts the new rows at the mean of the old embeddings, which keeps
         # the first logits of the new tokens in the range of the others.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    return [tokenizer.convert_tokens_to_ids(tag) for tag in TAG_TOKENS]
+    return [int(tokenizer.convert_tokens_to_ids(tag)) for tag in TAG_TOKENS]
 
 
 def untie_output_layer(model: PreTrainedModel) -> None:
     """Give ``lm_head`` its own copy of the input embeddings when the two are tied.
 
-    PEFT's ``modules_to_save`` trains a copy of ``lm_head``; with tied weights that copy
-    and the input embeddings would drift apart inside the adapter, and save_pretrained
-    of the merged model would write only one of them. Untying first keeps both.
+    PEFT's ``modules_to_save`` trains a copy of ``lm_head``. With tied weights, that copy
+    and the input embeddings drift apart inside the adapter, but save_pretrained of the
+    merged model writes only one of them. Untying first keeps both.
     """
     import torch
 
@@ -271,7 +278,7 @@ def build_lora_config(fields: LoraFields, tag_token_ids: list[int]) -> LoraConfi
         r=fields.lora_r,
         lora_alpha=fields.lora_alpha,
         lora_dropout=fields.lora_dropout,
-        # PEFT knows the shorthand only as a plain string.
+        # PEFT accepts the shorthand only as a plain string, not inside a list.
         target_modules=(
             "all-linear" if fields.lora_target_modules == ["all-linear"]
             else list(fields.lora_target_modules)

@@ -110,7 +110,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Return the numeric leaves of a metrics mapping, nested keys joined with dots."""
+    """Return the numeric leaves of a metrics mapping, nested keys joined with dots.
+
+    Integers stay ``int`` so that the table prints counts without decimals.
+    """
     flat: dict[str, float] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
@@ -118,7 +121,7 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
             continue
         if isinstance(value, (int, float)):
             if math.isfinite(value):
-                flat[name] = float(value)
+                flat[name] = value
         elif isinstance(value, Mapping):
             flat.update(flatten_metrics(value, prefix=f"{name}."))
     return flat
@@ -255,6 +258,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _integer_steps(axes: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_rewards_per_step(means: Mapping[str, Sequence[tuple[int, float]]], path: Path) -> Path:
     """Draw the mean total reward and its components against the GRPO step."""
     plt = _pyplot()
@@ -262,6 +271,7 @@ def plot_rewards_per_step(means: Mapping[str, Sequence[tuple[int, float]]], path
     for name, points in means.items():
         steps, values = zip(*points, strict=True)
         axes.plot(steps, values, marker="o", markersize=3, label=name)
+    _integer_steps(axes)
     axes.set_xlabel("GRPO step")
     axes.set_ylabel("mean over the step's completions")
     axes.set_title("Reward components per step")
@@ -277,18 +287,22 @@ def plot_precision_recall_per_step(steps: Sequence[StepMatching], path: Path) ->
     """Draw micro precision and recall of entity and relation matching per GRPO step."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4))
+    # Colour = entities or relations; line style = precision (solid) or recall (dashed).
     series = {
-        "entity precision": [(s.step, s.entities.precision) for s in steps],
-        "entity recall": [(s.step, s.entities.recall) for s in steps],
-        "relation precision": [(s.step, s.relations.precision) for s in steps],
-        "relation recall": [(s.step, s.relations.recall) for s in steps],
+        ("entity precision", "tab:blue", "-"): [(s.step, s.entities.precision) for s in steps],
+        ("entity recall", "tab:blue", "--"): [(s.step, s.entities.recall) for s in steps],
+        ("relation precision", "tab:orange", "-"):
+            [(s.step, s.relations.precision) for s in steps],
+        ("relation recall", "tab:orange", "--"): [(s.step, s.relations.recall) for s in steps],
     }
-    for label, points in series.items():
+    for (label, colour, style), points in series.items():
+        # A step without any predicted (or any reference) item has no precision (recall).
         known = [(step, value) for step, value in points if value is not None]
         if known:
             xs, ys = zip(*known, strict=True)
-            style = "-" if "precision" in label else "--"
-            axes.plot(xs, ys, style, marker="o", markersize=3, label=label)
+            axes.plot(xs, ys, linestyle=style, color=colour, marker="o", markersize=3,
+                      label=label)
+    _integer_steps(axes)
     axes.set_xlabel("GRPO step")
     axes.set_ylabel("micro average over the step")
     axes.set_ylim(-0.02, 1.02)
@@ -343,8 +357,8 @@ def results_table(sft: Mapping[str, float], grpo: Mapping[str, float]) -> str:
 def _number(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
-    if float(value).is_integer() and abs(value) >= 1:
-        return f"{int(value):+d}" if signed else str(int(value))
+    if isinstance(value, int):
+        return f"{value:+d}" if signed else str(value)
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 

@@ -53,7 +53,8 @@ def build_tiny_causal_lm(output_dir: Path, *, seed: int = TINY_SEED) -> Path:
 
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    logger.info("Wrote a tiny Qwen2 model (%d parameters) to %s", model.num_parameters(), output_dir)
+    logger.info("Wrote a tiny Qwen2 model (%d parameters) to %s",
+                model.num_parameters(), output_dir)
     return output_dir
 
 

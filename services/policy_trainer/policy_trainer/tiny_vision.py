@@ -1,11 +1,10 @@
 """Build a tiny random LLaVA vision-language model for tests and the CI-scale demo.
 
 The model is a ``LlavaForConditionalGeneration`` with a 2-layer CLIP vision tower and a
-2-layer Qwen2 text model, about 78k parameters, so SFT and GRPO steps take well under a
-second on a CPU. Its processor is assembled locally: a Pillow CLIP image processor with
-32-pixel input and the byte-level BPE tokenizer of ``policy_trainer.tiny`` plus ``<image>``.
-Nothing is downloaded; the saved folder loads with ``AutoProcessor`` and
-``AutoModelForImageTextToText`` under ``HF_HUB_OFFLINE=1``.
+2-layer Qwen2 text model (about 80k parameters). Its processor is assembled locally from
+a Pillow CLIP image processor with 32-pixel input and the byte-level BPE tokenizer of
+``policy_trainer.tiny`` plus ``<image>``. Nothing is downloaded, and the saved folder
+loads with ``AutoProcessor`` and ``AutoModelForImageTextToText`` under HF_HUB_OFFLINE=1.
 
     python -c "from policy_trainer.tiny_vision import build_tiny_llava; build_tiny_llava('tiny')"
 """
@@ -20,11 +19,11 @@ from policy_trainer.vision import vision_chat_template
 logger = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
-# The ChatML end-of-turn token of the tiny tokenizer; it ends a completion.
+# The ChatML end-of-turn token of the tiny tokenizer, which ends a completion.
 TURN_END_TOKEN = "<|im_end|>"
 
-IMAGE_SIZE = 32  # pixels per side after the processor's resize and crop (CLIP uses 224)
-PATCH_SIZE = 8  # (32 / 8)^2 = 16 image tokens per image (CLIP ViT-B/32 uses 32)
+IMAGE_SIZE = 32  # pixels per side after the processor's resize and crop (CLIP ViT-L/14: 224)
+PATCH_SIZE = 8  # (32 / 8)^2 = 16 image tokens per image (CLIP ViT-L/14: 14)
 
 
 def build_tiny_llava(output_dir: str | Path, *, seed: int = 0) -> Path:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policy_trainer.errors import ConfigError, DataError
-from policy_trainer.images import load_image
 from policy_trainer.models import (
     ChatTemplateChoice,
     LoraFields,
@@ -37,8 +36,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Radiographs are shrunk to this longer side when loaded, before the processor resizes
-# them again; it bounds the memory of the image column (VLM encoders take 224-1024 px).
+# Longer side, in pixels, that images are shrunk to when loaded. The processor resizes
+# them again, so this only bounds the memory of the image column.
 DEFAULT_IMAGE_MAX_SIDE = 1024
 
 
@@ -165,17 +164,27 @@ def load_image_dataset_rows(
     to_rows: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
     *,
     max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
+    allow_mixed: bool = True,
 ) -> Dataset:
     """Build the rows of :func:`chat_data.load_dataset_rows` plus an ``images`` column.
 
     ``to_rows`` must return one row per record, in order (``sft_rows`` and ``prompt_rows``
-    do), so that each row gets the image of its record.
+    do), so that each row gets the image of its record. With ``allow_mixed=False`` a file
+    where only some records name an image raises DataError.
     """
     from datasets import Dataset
 
     from policy_trainer.chat_data import read_records
 
     records = read_records(path)
+    with_image = sum(1 for record in records if record.get("image"))
+    if not allow_mixed and 0 < with_image < len(records):
+        raise DataError(
+            f"{path}: {with_image} of {len(records)} records name an image; GRPO with a "
+            "vision-language model needs an image on every record or on none, because "
+            "TRL 1.16's GRPOTrainer fails on batches mixing both. Drop the records "
+            "without an image or train a text-only model on them"
+        )
     rows = to_rows(records)
     if len(rows) != len(records):
         raise ValueError(f"to_rows returned {len(rows)} rows for {len(records)} records")
@@ -183,6 +192,16 @@ def load_image_dataset_rows(
         row["image"] = record.get("image")
     dataset = Dataset.from_list(rows)
     return attach_images(dataset, base_dir=Path(path).parent, max_side=max_side, source=str(path))
+
+
+def load_image_prompt_rows(
+    path: Path,
+    to_rows: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    *,
+    max_side: int | None = DEFAULT_IMAGE_MAX_SIDE,
+) -> Dataset:
+    """Build GRPO prompt rows with images, where every record or none must name an image."""
+    return load_image_dataset_rows(path, to_rows, max_side=max_side, allow_mixed=False)
 
 
 def attach_images(
@@ -197,6 +216,8 @@ def attach_images(
     """
     from datasets import Image as ImageFeature
     from datasets import List
+
+    from policy_trainer.images import load_image
 
     cache: dict[Path, Image.Image] = {}
 
@@ -226,3 +247,55 @@ def attach_images(
         "%s: loaded %d distinct images for %d records", source, len(cache), len(with_images)
     )
     return with_images
+
+
+def generate_greedy_with_images(
+    model_dir: Path,
+    prompts: Sequence[list[dict[str, Any]]],
+    images: Sequence[list[Image.Image]],
+    *,
+    chat_template: ChatTemplateChoice = "chatml",
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    device: str = "cpu",
+) -> list[str]:
+    """Return one greedy completion per conversational prompt and its list of images.
+
+    The vision counterpart of the text generation in ``evaluate``. The image placeholders
+    go before the text of the first user message, where TRL puts them in training.
+    """
+    import torch
+    from trl.data_utils import prepare_multimodal_messages
+
+    if len(prompts) != len(images):
+        raise ValueError(f"got {len(prompts)} prompts but {len(images)} image lists")
+    processor = load_processor(model_dir, chat_template=chat_template)
+    processor.tokenizer.padding_side = "left"
+    # Any, because the transformers annotations of to() and generate() confuse mypy.
+    model: Any = load_vision_language_model(model_dir)
+    model = model.to(device).eval()
+
+    completions: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch_images = [list(row) for row in images[start:start + batch_size]]
+        texts = [
+            processor.apply_chat_template(
+                prepare_multimodal_messages(prompt, images=row_images),
+                add_generation_prompt=True,
+            )
+            for prompt, row_images in zip(prompts[start:start + batch_size], batch_images,
+                                          strict=True)
+        ]
+        has_images = any(batch_images)
+        encoded = processor(
+            images=batch_images if has_images else None, text=texts, padding=True,
+            return_tensors="pt",
+        ).to(device)
+        with torch.inference_mode():
+            output = model.generate(
+                **encoded, do_sample=False, max_new_tokens=max_new_tokens,
+                pad_token_id=processor.tokenizer.pad_token_id,
+            )
+        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+        completions.extend(processor.batch_decode(new_tokens, skip_special_tokens=True))
+    return completions

@@ -5,6 +5,7 @@ Each test runs once per client (ids ``sync`` and ``async``) through ``run_score`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import httpx
 import pytest
 from kg_reward.client import (
+    AsyncRewardClient,
     BadResponseError,
     ClientSettings,
     RetryPolicy,
@@ -309,3 +311,40 @@ def test_score_isolates_rejected_item(run_score, fake_service, monkeypatch, make
     assert result.rewards == [0.0, 1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0]
     assert isinstance(result.errors[2], BadResponseError)
     assert len(fake_service.requests) == 7
+
+
+def test_client_tries_unreachable_replica_last(fake_service, make_items, fast_retry):
+    fake_service.always["replica-b"] = httpx.ConnectError
+    transport = httpx.MockTransport(fake_service.handler)
+
+    with RewardClient([A, B], transport=transport, retry=fast_retry) as client:
+        first = client.score(make_items(4))
+        second = client.score(make_items(4))
+
+    assert first.failed_count == 0
+    assert second.failed_count == 0
+    assert fake_service.hosts().count("replica-b") == 1
+
+
+def test_async_client_tries_unreachable_replica_last(fake_service, make_items, fast_retry):
+    fake_service.always["replica-b"] = httpx.ConnectError
+    transport = httpx.MockTransport(fake_service.handler)
+
+    async def score_twice():
+        async with AsyncRewardClient([A, B], transport=transport, retry=fast_retry) as client:
+            await client.score(make_items(4))
+            return await client.score(make_items(4))
+
+    assert asyncio.run(score_twice()).failed_count == 0
+    assert fake_service.hosts().count("replica-b") == 1
+
+
+def test_client_retries_replica_after_cooldown(fake_service, make_items, fast_retry):
+    fake_service.scripts["replica-b"] = [httpx.ConnectError]
+    transport = httpx.MockTransport(fake_service.handler)
+
+    with RewardClient([A, B], transport=transport, retry=fast_retry, replica_cooldown=0) as client:
+        client.score(make_items(4))
+        client.score(make_items(4))
+
+    assert fake_service.hosts().count("replica-b") == 2

@@ -133,3 +133,21 @@ def test_extract_returns_graph_per_text(client):
 
 def test_extract_empty_batch(client):
     assert client.post("/extract", json={"texts": []}).json() == {"graphs": []}
+
+
+def test_score_batch_runs_one_pipeline_pass(client, item, samples, extractor, monkeypatch):
+    calls = []
+    original_pipe = extractor.nlp.pipe
+
+    def counting_pipe(texts, **kwargs):
+        texts = list(texts)
+        calls.append(len(texts))
+        return original_pipe(texts, **kwargs)
+
+    monkeypatch.setattr(extractor.nlp, "pipe", counting_pipe)
+    other = "<think>Cardiomegaly. Clear lungs.</think><answer>no</answer>"
+    items = [item(samples["good"]), item(samples["bad"]), item(samples["bad"], reference=other)]
+    client.post("/score", json={"items": items})
+
+    # Two distinct completions and two distinct references, all in one nlp.pipe call.
+    assert calls == [4]

@@ -169,3 +169,11 @@ def test_empty_token_setting_leaves_routes_open(make_client, item):
     client = make_client(api_token="")
 
     assert client.post("/score", json={"items": [item()]}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-Infinity"])
+def test_score_nan_weight_as_string_rejected(client, item, value):
+    response = client.post("/score", json={"items": [item()], "weights": {"relation": value}})
+
+    assert response.status_code == 422
+    assert "weights.relation: weight must be a finite number" in response.json()["message"]

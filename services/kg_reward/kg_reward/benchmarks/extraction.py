@@ -7,8 +7,9 @@ Steps:
 2. labeler: micro-F1 of the ChestX-ray14 labels against the Open-i gold standard, on the
    Indiana development reports found beside the checkout (``<repo>/../shared/data/iu_xray``)
    or else on the sample shipped with the tests;
-3. speed: words per second of the whole extraction over the same reports, beside spaCy's
-   bare English tokenizer on the same texts, and their ratio;
+3. speed: words (whitespace-separated) per second of the whole extraction over the distinct
+   texts of the same reports, beside spaCy's bare English tokenizer on those texts, and
+   their ratio;
 4. memory: peak resident set size (ru_maxrss) of a fresh process that only loads the
    pipeline and extracts the first reports.
 
@@ -90,12 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Step 2 and 3: one timed extraction over the reports feeds the labeler.
     reports = read_reports(args.reports)
     texts = [report_text(row["findings"], row["impression"]) for row in reports]
-    words = sum(len(text.split()) for text in texts)
+    # The extractor computes each distinct text once (its cache), so both sides of the
+    # speed ratio run on the distinct texts, and the timed call finds the cache cold.
+    distinct = list(dict.fromkeys(texts))
+    words = sum(len(text.split()) for text in distinct)
     started = time.perf_counter()
-    graphs = extractor.extract(texts)
+    extractor.extract(distinct)
     extract_seconds = time.perf_counter() - started
+    graphs = extractor.extract(texts)
     micro = _labeler_micro(extractor, graphs, [row["uid"] for row in reports], args.labels)
-    tokenizer_seconds = _time_tokenizer(spacy.blank("en"), texts)
+    tokenizer_seconds = _time_tokenizer(spacy.blank("en"), distinct)
 
     # Step 4: memory of a fresh process.
     peak_mib = _peak_memory_mib(texts[:MEMORY_REPORTS])
@@ -105,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_gold_scores(gold_scores))
     print()
     rows = [
-        ("reports", f"{len(texts)} ({args.reports})"),
-        ("words (whitespace-separated)", f"{words}"),
+        ("reports", f"{len(texts)}, {len(distinct)} distinct ({args.reports})"),
+        ("words of the distinct reports", f"{words}"),
         (
             "labeler micro-F1, chestxray14",
             f"{micro.f1:.3f} (P {micro.precision:.3f}, R {micro.recall:.3f})",

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown --schema {args.schema!r}; use one of {', '.join(SCHEMAS)}")
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.pipeline is not None and not args.pipeline.is_dir():
+        raise CommandError(f"--pipeline directory not found: {args.pipeline}")
     reports = read_reports(args.reports)
     gold = read_gold(args.gold, args.schema) if args.gold is not None else None
 
@@ -114,9 +116,13 @@ def print_scores(
     from kg_reward.gold import format_label_scores, score_label_rows
     from kg_reward.labeler import CHESTXRAY14_FINDINGS, CHEXPERT_OBSERVATIONS
 
-    findings = CHESTXRAY14_FINDINGS if schema == "chestxray14" else CHEXPERT_OBSERVATIONS[1:]
-    scores, matched = score_label_rows(ids, rows, gold, findings)
+    if schema == "chestxray14":
+        findings, extra = CHESTXRAY14_FINDINGS, ("normal",)
+    else:
+        findings, extra = CHEXPERT_OBSERVATIONS[1:], ("No Finding",)
+    scores, matched = score_label_rows(ids, rows, gold, findings, extra)
     if not matched:
         raise CommandError("no report id of --reports appears in --gold; nothing to score")
     print(f"scored {matched} of {len(ids)} reports against {len(gold)} gold rows")
+    print(f"micro averages the {len(findings)} findings; {extra[0]} is scored on its own")
     print(format_label_scores(scores))

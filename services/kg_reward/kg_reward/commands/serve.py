@@ -59,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
         )
         raise CommandError(f"invalid settings: {problems}") from error
 
+    # uvicorn exits with status 0 when workers fail to start, so check the path up front.
+    if settings.pipeline_path is not None and not (settings.pipeline_path / "config.cfg").is_file():
+        raise CommandError(
+            f"KG_REWARD_PIPELINE_PATH={settings.pipeline_path} is not a saved pipeline "
+            "directory (no config.cfg); save one with Extractor.to_disk(path)"
+        )
+
     metrics_dir = _prepare_metrics_dir(args.workers)
     try:
         uvicorn.run(

@@ -8,10 +8,15 @@ suggestive_of). Importing this package registers the factories.
 
 from __future__ import annotations
 
-import spacy
-from spacy.language import Language
+from kg_reward.spacy_import import import_spacy
 
-from kg_reward.pipeline import factories as _factories  # noqa: F401  (registers factories)
+# Every module of this package imports spaCy; importing it here first keeps torch out.
+import_spacy()
+
+import spacy  # noqa: E402
+from spacy.language import Language  # noqa: E402
+
+from kg_reward.pipeline import factories as _factories  # noqa: E402, F401  (registers factories)
 
 PIPE_NAMES = ("kg_sections", "kg_entities", "kg_context", "kg_relations")
 

@@ -33,7 +33,7 @@ from spacy.util import ensure_path
 
 from kg_reward.pipeline.data import CUES_PATH, read_jsonl, resolve_annotations, strip_locations
 from kg_reward.pipeline.entities import register_extensions
-from kg_reward.pipeline.spans import SentenceIndex, longest_first
+from kg_reward.pipeline.spans import SentenceIndex, entity_rows, longest_first
 
 CUE_KINDS = ("negation", "uncertainty", "pseudo", "termination")
 DIRECTIONS = ("forward", "backward", "both")
@@ -98,7 +98,7 @@ class AssertionDetector:
         assertions = doc._.assertions
         if assertions is None:
             assertions = doc._.assertions = {}
-        entities = [(span.start, span.end, span.label_) for span in doc.ents]
+        entities = entity_rows(doc)
         if not entities:
             return doc
         cues = [
@@ -106,7 +106,7 @@ class AssertionDetector:
             for match_id, start, end in longest_first(self._matcher(doc))
         ]
         sentences = SentenceIndex(doc) if cues else None
-        for start, end, label in entities:
+        for start, end, label, _canonical in entities:
             if assertions.get((start, end)) is not None:
                 continue
             if sentences is None or label not in self.target_labels:
@@ -133,6 +133,11 @@ class AssertionDetector:
             elif cue_start >= end and direction != "forward":
                 distance = cue_start - end
                 between = (end, cue_start)
+            elif cue_start < start < cue_end and direction != "backward":
+                # The cue shares its last words with the entity's first ones, as the cue
+                # "no acute" does with the entity "acute disease".
+                distance = 0
+                between = (start, start)
             else:
                 continue
             if distance > self.max_scope_tokens:

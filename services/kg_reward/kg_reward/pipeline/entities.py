@@ -7,9 +7,12 @@ A lexicon entry is one JSON object per line::
 * ``label``: ``anatomy``, ``disorder``, ``device``, ``procedure``, ``concept`` or ``size``.
   Disorders and devices are stored without present/absent; the context component decides.
 * ``pattern``: a phrase (matched on lowercase tokens) or a list of token patterns as in
-  spaCy's Matcher.
-* ``canonical``: the normalized name (defaults to the phrase; token patterns without one use
-  the lowercased surface text, which suits measurements).
+  spaCy's Matcher; or, in place of ``pattern``, ``regex``: a regular expression matched on the
+  text (case-insensitive) whose match is widened to whole tokens. Measurements use regexes,
+  because one expression over the text is much faster than token patterns tried at every
+  token.
+* ``canonical``: the normalized name (defaults to the phrase; token patterns and regexes
+  without one use the lowercased surface text with single spaces, which suits measurements).
 * optional ``case_sensitive`` (match the exact case, for abbreviations such as ``ETT``),
   ``inflect`` (also match the plural of the last word; default true for phrases of anatomy,
   disorders, devices and procedures), ``assertion`` (``absent`` for a term that itself states
@@ -22,6 +25,7 @@ name as ``ent_id_``; entries with an ``assertion`` set ``span._.assertion``.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -30,28 +34,40 @@ from pathlib import Path
 from typing import Any
 
 import srsly
+from spacy.attrs import IDX
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc, Span
 from spacy.util import ensure_path
 
-from kg_reward.pipeline.spans import longest_first
 from kg_reward.pipeline.data import (
     read_irregular_plurals,
     read_lexicon_dir,
-    resolve_annotations,
     strip_locations,
 )
+from kg_reward.pipeline.spans import doc_text, longest_first
 
 logger = logging.getLogger(__name__)
 
 ENTITY_LABELS = ("anatomy", "disorder", "device", "procedure", "concept", "size")
 INFLECTED_LABELS = frozenset({"anatomy", "disorder", "device", "procedure"})
 _ENTRY_KEYS = frozenset(
-    {"label", "pattern", "canonical", "case_sensitive", "inflect", "assertion", "source", "_where"}
+    {
+        "label",
+        "pattern",
+        "regex",
+        "canonical",
+        "case_sensitive",
+        "inflect",
+        "assertion",
+        "source",
+        "_where",
+    }
 )
 _ASSERTIONS = frozenset({"present", "absent", "uncertain"})
 _SPACES = re.compile(r"\s+")
+# The point between a digit and a letter, or a letter and a digit ("3x4mm" -> "3 x 4 mm").
+_NUMBER_JOINT = re.compile(r"(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)")
 
 
 @dataclass(frozen=True)
@@ -84,9 +100,13 @@ def _set_assertion(span: Span, value: str | None) -> None:
 
 
 def normalize_surface(text: str) -> str:
-    """Return the canonical form of a surface string without a lexicon name: lowercase, single
-    spaces."""
-    return _SPACES.sub(" ", text.strip().lower())
+    """Return the canonical form of a surface string without a lexicon name.
+
+    Lowercase, single spaces, and a space between a number and a unit or a dimension sign, so
+    that "3x4mm" and "3 x 4 mm" share one name.
+    """
+    lowered = _SPACES.sub(" ", text.strip().lower())
+    return _SPACES.sub(" ", _NUMBER_JOINT.sub(" ", lowered)).strip()
 
 
 def pluralize(phrase: str, irregular: dict[str, str]) -> str:
@@ -124,6 +144,7 @@ class LexiconEntityRecognizer:
         self._lower = PhraseMatcher(self.vocab, attr="LOWER")
         self._orth = PhraseMatcher(self.vocab, attr="ORTH")
         self._tokens = Matcher(self.vocab)
+        self._regexes: list[tuple[re.Pattern[str], int]] = []
         self._info: dict[int, EntryInfo] = {}
         self._seen: dict[tuple[str, str], tuple[str, str | None, str | None, str]] = {}
 
@@ -152,11 +173,17 @@ class LexiconEntityRecognizer:
 
     def _add_entry(self, entry: dict[str, Any]) -> None:
         label = entry["label"]
-        pattern = entry["pattern"]
+        pattern = entry.get("pattern")
         canonical = entry.get("canonical")
         assertion = entry.get("assertion")
         where = entry.get("_where", "<entries>")
 
+        if "regex" in entry:
+            key = self._key(label, canonical, assertion)
+            self._regexes.append(
+                (re.compile(entry["regex"], re.IGNORECASE), self.vocab.strings[key])
+            )
+            return
         if isinstance(pattern, list):
             key = self._key(label, canonical, assertion)
             self._tokens.add(key, [pattern])
@@ -208,7 +235,11 @@ class LexiconEntityRecognizer:
         return key
 
     def __call__(self, doc: Doc) -> Doc:
-        matches = self._lower(doc) + self._orth(doc) + self._tokens(doc)
+        matches = self._lower(doc) + self._orth(doc)
+        if len(self._tokens):
+            matches += self._tokens(doc)
+        if self._regexes:
+            matches += _regex_matches(doc, self._regexes)
         spans = []
         assertions: dict[tuple[int, int], str] = {}
         headers = _header_ranges(doc)
@@ -246,13 +277,21 @@ def _check_entry(entry: dict[str, Any]) -> None:
     unknown = set(entry) - _ENTRY_KEYS
     if unknown:
         raise ValueError(
-            f"{where}: unknown keys {sorted(unknown)}; allowed are {sorted(_ENTRY_KEYS - {'_where'})}"
+            f"{where}: unknown keys {sorted(unknown)}; "
+            f"allowed are {sorted(_ENTRY_KEYS - {'_where'})}"
         )
     if entry.get("label") not in ENTRY_LABEL_SET:
         raise ValueError(
             f"{where}: label {entry.get('label')!r} is not one of {', '.join(ENTITY_LABELS)}"
         )
-    pattern = entry.get("pattern")
+    if ("pattern" in entry) == ("regex" in entry):
+        raise ValueError(f"{where}: give exactly one of pattern and regex")
+    if "regex" in entry:
+        try:
+            re.compile(entry["regex"])
+        except (re.error, TypeError) as error:
+            raise ValueError(f"{where}: regex {entry['regex']!r} is invalid: {error}") from None
+    pattern = entry.get("pattern", "-")
     if not (isinstance(pattern, str) and pattern.strip()) and not (
         isinstance(pattern, list) and pattern
     ):
@@ -268,9 +307,30 @@ def _check_entry(entry: dict[str, Any]) -> None:
 ENTRY_LABEL_SET = frozenset(ENTITY_LABELS)
 
 
+def _regex_matches(
+    doc: Doc, regexes: list[tuple[re.Pattern[str], int]]
+) -> list[tuple[int, int, int]]:
+    """Return token matches of the regex entries, each widened to whole tokens."""
+    text = doc_text(doc)
+    token_starts: list[int] | None = None
+    matches = []
+    for regex, key in regexes:
+        for found in regex.finditer(text):
+            if found.end() == found.start():
+                continue
+            if token_starts is None:
+                token_starts = doc.to_array(IDX).tolist()
+            start = bisect.bisect_right(token_starts, found.start()) - 1
+            end = bisect.bisect_left(token_starts, found.end())
+            matches.append((key, max(start, 0), end))
+    return matches
+
+
 def _header_ranges(doc: Doc) -> list[tuple[int, int]]:
     """Token ranges of section headers set by the sections component, if it ran."""
     sections = doc._.sections if Doc.has_extension("sections") else None
     if not sections:
         return []
-    return [(first, header_end) for first, _end, _name, header_end in sections if header_end > first]
+    return [
+        (first, header_end) for first, _end, _name, header_end in sections if header_end > first
+    ]

@@ -15,7 +15,8 @@ Rules, on the entity labels of the entity component:
   between them ("heart size is normal", "nodule measuring 5 mm"); an anatomy term modifies the
   anatomy term that follows it directly ("left" -> "lung");
 * ``located_at`` (finding or device -> anatomy): an anatomy term directly before a finding
-  ("right lower lobe pneumonia"); or a finding followed, across bridge words, by a located_at
+  ("right lower lobe pneumonia"); an anatomy term that is the subject of a predicate finding
+  ("the heart is mildly enlarged"); or a finding followed, across bridge words, by a located_at
   preposition and then, across determiners and modifiers, an anatomy term ("opacity in the left
   lower lobe"); findings coordinated with the first one share the location, and so do anatomy
   terms coordinated after the first;
@@ -46,7 +47,7 @@ from kg_reward.pipeline.data import (
     resolve_annotations,
     strip_locations,
 )
-from kg_reward.pipeline.spans import SentenceIndex, longest_first
+from kg_reward.pipeline.spans import SentenceIndex, entity_rows, longest_first
 
 RELATION_CUE_KINDS = ("suggestive_of", "located_at", "bridge", "copula", "link")
 FINDING_LABELS = frozenset({"disorder", "device"})
@@ -62,7 +63,7 @@ class _Entity(NamedTuple):
     start: int
     end: int
     label: str
-    canonical: int
+    canonical: str
 
 
 def register_extensions() -> None:
@@ -135,12 +136,9 @@ class RelationExtractor:
 
     def __call__(self, doc: Doc) -> Doc:
         relations: Relations = set()
-        spans = doc.ents
-        if len(spans) > 1:
-            entities = [
-                _Entity(i, span.start, span.end, span.label_, span.id)
-                for i, span in enumerate(spans)
-            ]
+        rows = entity_rows(doc)
+        if len(rows) > 1:
+            entities = [_Entity(i, *row) for i, row in enumerate(rows)]
             cues = [
                 (start, end, self._kind_of[match_id])
                 for match_id, start, end in longest_first(self._matcher(doc))
@@ -196,8 +194,9 @@ class _SentenceRelations:
         return self._gap_is(self.lowers, start, end, kind)
 
     def run(self) -> None:
-        self.add_modify()
+        # located_at runs first: a predicate modifier skips over the place of its finding.
         self.add_located_at()
+        self.add_modify()
         self.add_suggestive_of()
 
     # modify -----------------------------------------------------------------------------
@@ -229,8 +228,20 @@ class _SentenceRelations:
             if not self.gap(candidate.end, cursor, "copula"):
                 break
             if candidate.label in HEAD_LABELS:
-                return candidate
+                # "Granulomas in the left midlung are unchanged": the place is not the subject.
+                return self.finding_placed_at(candidate) or candidate
             cursor = candidate.start
+        return None
+
+    def finding_placed_at(self, anatomy: _Entity) -> _Entity | None:
+        """Return the finding that this sentence locates at ``anatomy`` after a preposition."""
+        for entity in self.entities:
+            if entity.end > anatomy.start:
+                break
+            if (entity.index, anatomy.index, "located_at") in self.relations and (
+                entity.end != anatomy.start
+            ):
+                return entity
         return None
 
     def last_of_run(self, position: int) -> _Entity:
@@ -250,6 +261,9 @@ class _SentenceRelations:
                 continue
             for anatomy in self.anatomy_before(position):
                 self.relations.add((finding.index, anatomy.index, "located_at"))
+            subject = self.subject_anatomy(position)
+            if subject is not None:
+                self.relations.add((finding.index, subject.index, "located_at"))
             places = self.anatomy_after(position)
             if not places:
                 continue
@@ -271,6 +285,25 @@ class _SentenceRelations:
                 break
             cursor = candidate.start
         return found
+
+    def subject_anatomy(self, position: int) -> _Entity | None:
+        """The anatomy term a predicate finding describes: "the heart is mildly enlarged"."""
+        cursor = self.entities[position].start
+        crossed_copula = False
+        for earlier in range(position - 1, -1, -1):
+            candidate = self.entities[earlier]
+            if self.gap(candidate.end, cursor, "link"):
+                pass
+            elif self.gap(candidate.end, cursor, "copula"):
+                crossed_copula = True
+            else:
+                return None
+            if candidate.label == "anatomy":
+                return candidate if crossed_copula else None
+            if candidate.label not in MODIFIER_LABELS:
+                return None
+            cursor = candidate.start
+        return None
 
     def anatomy_after(self, position: int) -> list[_Entity]:
         """Anatomy terms after a located_at preposition that follows the finding."""

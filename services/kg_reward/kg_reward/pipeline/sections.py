@@ -8,7 +8,8 @@ component does no per-token Python work:
 * ``.``, ``!`` or ``?`` followed by whitespace ends a sentence, so decimals such as ``5.5 cm``
   stay inside one (no whitespace after the point), and so do a few abbreviations (``e.g.``);
 * a numbered item (``1. ...``, ``2) ...``) at the start of the text, of a line or after a
-  sentence end starts a sentence, and its own ``.`` does not end one;
+  sentence end starts a sentence, and so does one inside a line when a capital letter follows
+  the marker ("disease 2. Stable"); the marker's own ``.`` does not end a sentence;
 * a blank line ends a sentence.
 
 Sections are stored on ``doc._.sections`` as ``(first token, last token + 1, name, header end)``
@@ -26,17 +27,22 @@ from typing import Any
 
 import numpy
 import srsly
-from spacy.attrs import SENT_START
+from spacy.attrs import IDX, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import ensure_path
 
 from kg_reward.pipeline.data import read_section_titles, resolve_annotations
+from kg_reward.pipeline.spans import doc_text
 
 # Tokens that end with a point but do not end a sentence; the match is on the lowercased word.
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "approx", "dr", "cf", "fig"})
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n[ \t]*\n")
-_LIST_ITEM = re.compile(r"(?:^|(?<=\n)|(?<=[.!?:]\s))[ \t]*(\d{1,2})[.)][ \t]+(?=\S)")
+_LIST_ITEM = re.compile(
+    r"(?:^|(?<=\n)|(?<=[.!?:]\s))[ \t]*(\d{1,2})[.)][ \t]+(?=\S)"
+    # Inline items ("disease 2. Stable") need a capital letter after the marker.
+    r"|(?<=\s)(\d{1,2})[.)][ \t]+(?=[A-Z])"
+)
 _WORD_BEFORE = re.compile(r"([A-Za-z.]+)$")
 
 UNNAMED_SECTION = "report"
@@ -89,8 +95,8 @@ class ReportSentencizer:
         if len(doc) == 0:
             doc._.sections = []
             return doc
-        text = doc.text
-        token_starts = doc.to_array("IDX")
+        text = doc_text(doc)
+        token_starts = doc.to_array(IDX).tolist()
         starts = {0}
         sections: list[tuple[int, int, str]] = []
 
@@ -102,8 +108,9 @@ class ReportSentencizer:
 
         list_points = set()
         for match in _LIST_ITEM.finditer(text):
-            starts.add(_token_at(token_starts, match.start(1)))
-            list_points.add(match.end(1))
+            number = 1 if match.group(1) is not None else 2
+            starts.add(_token_at(token_starts, match.start(number)))
+            list_points.add(match.end(number))
         for match in _SENTENCE_END.finditer(text):
             if match.start() in list_points or _is_abbreviation(text, match.start()):
                 continue
@@ -185,9 +192,9 @@ _WORD = re.compile(r"[^\s.]+")
 _WORD_SPLIT = re.compile(r"\s+")
 
 
-def _token_at(token_starts: numpy.ndarray, char: int) -> int:
+def _token_at(token_starts: list[int], char: int) -> int:
     """Return the index of the first token that starts at or after ``char``."""
-    return int(numpy.searchsorted(token_starts, char, side="left"))
+    return bisect.bisect_left(token_starts, char)
 
 
 def _is_abbreviation(text: str, point: int) -> bool:

@@ -12,7 +12,7 @@ from kg_schema import KnowledgeGraph
 
 @dataclass(frozen=True)
 class ReferenceEntry:
-    """What a reference text yields: its graph and the text of its own <answer> block."""
+    """The graph of a reference text and the text of its own <answer> block."""
 
     graph: KnowledgeGraph
     tagged_answer: str | None
@@ -21,7 +21,7 @@ class ReferenceEntry:
 def reference_key(reference: str, think_tag: str, answer_tag: str) -> bytes:
     """Return the cache key of a reference under the given tag names.
 
-    A 16-byte BLAKE2b digest stands in for the text so that the cache does not keep
+    A 16-byte BLAKE2b digest replaces the text so that the cache does not keep
     references of up to 100,000 characters alive as keys.
     """
     digest = hashlib.blake2b(digest_size=16)

@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from kg_schema import KnowledgeGraph
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 class GraphExtractor(Protocol):
-    """What the scorer needs of ``kg_reward.extraction.Extractor``."""
+    """The part of ``kg_reward.extraction.Extractor`` that the scorer calls."""
 
     def extract(
         self, texts: Sequence[str], ids: Sequence[str] | None = None, batch_size: int = 64
@@ -90,15 +91,13 @@ def score_item(
     predicted_relations = completion_graph.relation_keys(options.match)
     expected_relations = reference_graph.relation_keys(options.match)
 
-    similarity = {
-        "metric": options.metric,
-        "beta": options.beta,
-        "empty_score": options.empty_score,
-    }
+    similarity = partial(
+        set_similarity, metric=options.metric, beta=options.beta, empty_score=options.empty_score
+    )
     components = Components(
         answer=score_answer(completion_answer, reference_answer, options.answer_mode),
-        entity=set_similarity(predicted_entities, expected_entities, **similarity),  # type: ignore[arg-type]
-        relation=set_similarity(predicted_relations, expected_relations, **similarity),  # type: ignore[arg-type]
+        entity=similarity(predicted_entities, expected_entities),
+        relation=similarity(predicted_relations, expected_relations),
         format=1.0 if well_formed else 0.0,
     )
     reward = (
@@ -202,14 +201,22 @@ class RewardScorer:
                 )
             )
 
+        explanations = None
+        if options.explain:
+            explanations = [score.explanation for score in scores if score.explanation is not None]
         response = ScoreResponse(
             rewards=[score.reward for score in scores],
             components=[score.components for score in scores],
-            explanations=[s.explanation for s in scores if s.explanation]
-            if options.explain
-            else None,
+            explanations=explanations,
         )
         stats = BatchStats(cache_hits=hits, cache_misses=len(pending), texts_extracted=len(slots))
+        logger.debug(
+            "scored %d items: %d texts extracted, %d cache hits, %d cache misses",
+            len(items),
+            stats.texts_extracted,
+            stats.cache_hits,
+            stats.cache_misses,
+        )
         return ScoredBatch(response=response, stats=stats)
 
     def _lookup_references(

@@ -13,8 +13,11 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from kg_reward.scoring import RewardScorer
 from kg_reward.service.errors import add_exception_handlers
@@ -24,6 +27,8 @@ from kg_reward.service.routes import metrics as metrics_route
 from kg_reward.service.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+PROTECTED_PATHS = ("/score", "/extract", "/openrlhf/reward")
 
 DESCRIPTION = (
     "Knowledge-graph process rewards for chest X-ray reasoning. POST /score takes "
@@ -51,7 +56,25 @@ def create_app(settings: Settings | None = None, *, scorer: RewardScorer | None 
         metrics_route.router,
     ):
         app.include_router(router)
+    if settings.api_token is not None:
+        app.openapi = partial(_openapi_with_bearer_auth, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_bearer_auth(app: FastAPI) -> dict[str, Any]:
+    """Return the OpenAPI schema with bearer auth on the routes that ``require_token`` guards."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "KG_REWARD_API_TOKEN"}
+        }
+        for path in PROTECTED_PATHS:
+            for operation in schema["paths"].get(path, {}).values():
+                operation["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 @asynccontextmanager

@@ -6,12 +6,9 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from kg_reward.scoring import RewardScorer
 from kg_reward.service.settings import Settings
-
-_bearer = HTTPBearer(auto_error=False, description="The value of KG_REWARD_API_TOKEN.")
 
 # The dependencies are async because they do no blocking work: FastAPI would otherwise
 # run each one on the thread pool.
@@ -38,16 +35,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ScorerDep = Annotated[RewardScorer, Depends(get_scorer)]
 
 
-async def require_token(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Raise 401 unless the request carries the configured bearer token (if one is set)."""
+async def require_token(request: Request, settings: SettingsDep) -> None:
+    """Raise 401 unless the request carries the configured bearer token (if one is set).
+
+    The header is read by hand rather than with ``fastapi.security.HTTPBearer`` so that the
+    OpenAPI schema declares bearer auth only when a token is set (see ``app.py``).
+    """
     if settings.api_token is None:
         return
     expected = settings.api_token.get_secret_value().encode()
-    if credentials is None or not secrets.compare_digest(
-        credentials.credentials.encode(), expected
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        credentials.strip().encode(), expected
     ):
         raise HTTPException(
             status_code=401,

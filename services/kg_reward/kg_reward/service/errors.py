@@ -60,7 +60,12 @@ def field_path(location: Sequence[int | str]) -> str:
     parts = list(location[1:]) if location and location[0] == "body" else list(location)
     path = ""
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif path:
+            path += f".{part}"
+        else:
+            path = str(part)
     return path or "body"
 
 
@@ -68,7 +73,8 @@ def describe_validation_errors(errors: Sequence[dict[str, Any]]) -> str:
     """Join the errors into one line that names every invalid field."""
     lines = []
     for error in errors:
-        message = str(error.get("msg", "invalid value"))
+        # Pydantic prefixes messages of model validators with "Value error, ".
+        message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
         reason = (error.get("ctx") or {}).get("error")
         if error.get("type") == "json_invalid" and reason:
             message = f"invalid JSON at character {error['loc'][-1]}: {reason}"

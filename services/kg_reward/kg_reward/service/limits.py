@@ -1,4 +1,8 @@
-"""Batch and text size limits; a request past them gets 413 with the limit and the fix."""
+"""Batch and text size limits; a request past them gets 413 with the limit and the fix.
+
+NOTE: the checks run after the JSON body is parsed, so they do not bound the body size
+itself; a reverse proxy in front of the service should cap it.
+"""
 
 from __future__ import annotations
 

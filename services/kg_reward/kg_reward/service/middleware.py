@@ -28,7 +28,7 @@ class RequestContextMiddleware:
     The id comes from a valid ``X-Request-ID`` header or is generated, lands in
     ``request.state.request_id`` and goes back in the response header. Routes set
     ``request.state.batch_size`` for the log line and the item counter. An exception that
-    no handler caught is logged with the id and answered with a 500 that carries it.
+    no handler caught is logged with the id and gets a 500 response that carries it.
     """
 
     def __init__(self, app: ASGIApp) -> None:

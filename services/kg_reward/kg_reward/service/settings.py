@@ -6,11 +6,10 @@ Nested values take JSON or ``__`` paths, for example ``KG_REWARD_OPTIONS='{"pres
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from kg_schema.scoring import ScoreOptions, Weights
-from pydantic import Field, SecretStr, field_validator
+from pydantic import DirectoryPath, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The extractor rejects longer texts (kg_reward.extraction.MAX_TEXT_CHARS); it is repeated
@@ -34,13 +33,13 @@ class Settings(BaseSettings):
         default_factory=ScoreOptions, description="Scoring options used when a request sends none."
     )
     max_batch_items: int = Field(
-        default=1024, ge=1, description="Most items (or texts) accepted in one request."
+        default=1024, ge=1, description="Maximum items (or texts) accepted in one request."
     )
     max_text_chars: int = Field(
         default=EXTRACTOR_MAX_TEXT_CHARS,
         ge=1,
         le=EXTRACTOR_MAX_TEXT_CHARS,
-        description="Most characters in one completion, reference or text.",
+        description="Maximum characters in one completion, reference or text.",
     )
     cache_size: int = Field(
         default=4096, ge=0, description="Reference graphs kept per worker; 0 disables the cache."
@@ -53,7 +52,7 @@ class Settings(BaseSettings):
         description="Bearer token required on /score, /extract and /openrlhf/reward; "
         "unset or empty leaves them open.",
     )
-    pipeline_path: Path | None = Field(
+    pipeline_path: DirectoryPath | None = Field(
         default=None,
         description="Saved pipeline directory (Extractor.to_disk); unset builds the packaged one.",
     )

@@ -1,4 +1,4 @@
-"""``policy-trainer mine``: hard example mining with the SFT model.
+r"""``policy-trainer mine``: hard example mining with the SFT model.
 
     policy-trainer mine --config policy_trainer/configs/mine.yaml \
         --model_path runs/sft/final --pool_path runs/synthesis/train.jsonl

@@ -46,13 +46,13 @@ def load_model(model_path: str | Path, device: str) -> tuple[Any, Any, Any]:
     path = Path(model_path)
     if not (path / "config.json").is_file():
         raise ConfigError(
-            f"model_path {path} holds no config.json; point it at the SFT run's final/ folder"
+            f"model_path {path} contains no config.json; set it to the SFT run's final/ folder"
         )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    model.to(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+    model.to(torch.device(device))  # type: ignore[arg-type]  # transformers 5 stub of .to
     model.eval()
     return model, tokenizer, torch.device(device)
 

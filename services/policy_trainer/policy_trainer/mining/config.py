@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 STRATEGIES: tuple[str, ...] = ("random", "uniform", "hard_uniform")
 TEXT_BACKENDS: tuple[str, ...] = ("tfidf", "sentence_transformers", "biomedclip")
@@ -14,14 +15,14 @@ IMAGE_BACKENDS: tuple[str, ...] = ("thumbnail", "biomedclip")
 class MineConfig:
     """Hard example mining with the SFT model (``policy-trainer mine``)."""
 
-    model_path: str | None = field(
+    model_path: Path | None = field(
         default=None, metadata={"help": "Local model folder, usually the SFT run's final/."}
     )
-    pool_path: str | None = field(
+    pool_path: Path | None = field(
         default=None, metadata={"help": "Training pool JSONL written by synthesize (train.jsonl)."}
     )
-    output_dir: str = field(
-        default="runs/mine",
+    output_dir: Path = field(
+        default=Path("runs/mine"),
         metadata={"help": "Folder for mined.jsonl, mining_report.json and the histogram."},
     )
     seed: int = field(default=0, metadata={"help": "Seed of sampling and of the strategies."})
@@ -70,13 +71,13 @@ class MineConfig:
         metadata={"help": "Image embedding: thumbnail (no weights: normalized grayscale "
                   "thumbnail) or biomedclip (weights from image_model_path)."},
     )
-    text_model_path: str | None = field(
+    text_model_path: Path | None = field(
         default=None, metadata={"help": "Local folder of the text embedding model."}
     )
-    image_model_path: str | None = field(
+    image_model_path: Path | None = field(
         default=None, metadata={"help": "Local folder of the BiomedCLIP (open_clip) model."}
     )
-    image_root: str | None = field(
+    image_root: Path | None = field(
         default=None, metadata={"help": "Folder that relative image paths of the pool resolve in."}
     )
     thumbnail_size: int = field(

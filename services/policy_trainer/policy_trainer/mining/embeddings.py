@@ -1,9 +1,9 @@
 """Embeddings of the image, question and rationale of every pool item.
 
 Every backend returns an L2-normalized float32 matrix with one row per item (sparse CSR
-for TF-IDF, dense otherwise), so a cosine similarity is a dot product. A row of zeros stands for "nothing to embed" (an item
-without an image, or an image file that cannot be found) and has similarity 0 with
-every item.
+for TF-IDF, dense otherwise), so a cosine similarity is a dot product. A row of zeros
+stands for "nothing to embed" (an item without an image, or an image file that cannot
+be found) and has similarity 0 with every item.
 
 Backends:
 
@@ -37,7 +37,7 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
-def embed_texts(texts: Sequence[str], backend: str, model_path: str | None = None) -> Any:
+def embed_texts(texts: Sequence[str], backend: str, model_path: Path | None = None) -> Any:
     """Embed ``texts`` and return normalized rows (a scipy CSR matrix for tfidf)."""
     if backend == "tfidf":
         return _tfidf(texts)
@@ -50,7 +50,7 @@ def embed_texts(texts: Sequence[str], backend: str, model_path: str | None = Non
 
 def embed_images(
     paths: Sequence[Path | None], backend: str, *, size: int = 32,
-    model_path: str | None = None,
+    model_path: Path | None = None,
 ) -> np.ndarray:
     """Embed image files; None or a missing file gives a zero row (similarity 0)."""
     if backend == "thumbnail":
@@ -64,7 +64,7 @@ def embed_images(
     raise ConfigError(f"unknown image backend {backend!r}")
 
 
-def resolve_image(record: dict[str, Any], image_root: str | None) -> Path | None:
+def resolve_image(record: dict[str, Any], image_root: Path | None) -> Path | None:
     """Return the existing image file of a record, or None when it has none on disk."""
     image = record.get("image")
     if not image:
@@ -103,7 +103,7 @@ def _thumbnail(path: Path, size: int) -> np.ndarray | None:
     return pixels - pixels.mean()
 
 
-def _local_dir(model_path: str | None, field_name: str) -> Path:
+def _local_dir(model_path: Path | None, field_name: str) -> Path:
     if not model_path or not Path(model_path).is_dir():
         raise ConfigError(f"{field_name}={model_path!r} is not a local model folder")
     return Path(model_path)
@@ -155,14 +155,14 @@ def _biomedclip_images(paths: Sequence[Path | None], path: Path) -> np.ndarray:
     from policy_trainer.images import load_image
 
     model, preprocess, _ = _open_clip(path)
-    present = [index for index, image in enumerate(paths) if image is not None]
+    present = [(index, image) for index, image in enumerate(paths) if image is not None]
     with torch.no_grad():
         features = [
-            model.encode_image(preprocess(load_image(paths[i])).unsqueeze(0)).float().numpy()[0]
-            for i in present
+            model.encode_image(preprocess(load_image(image)).unsqueeze(0)).float().numpy()[0]
+            for _, image in present
         ]
     width = features[0].shape[0] if features else 1
     matrix = np.zeros((len(paths), width), dtype=np.float32)
-    for index, feature in zip(present, features, strict=True):
+    for (index, _), feature in zip(present, features, strict=True):
         matrix[index] = feature
     return normalize_rows(matrix)

@@ -1,11 +1,14 @@
 """The mining stage: find what the SFT model gets wrong or unsure, and build sets around it.
 
-Steps: read the pool; draw a stratified sample (``sample_fraction`` of every (kind,
-answer) stratum); answer it greedily with the SFT model and measure the confidence of
-each answer; keep wrong answers and right answers below ``sigma`` as hard seeds; embed
-image, question and rationale of every pool item; retrieve the Top-K most similar items
-of every seed; build one set per strategy and size; write the sets, the report and a
-histogram of the confidences.
+Steps:
+
+1. Read the pool and draw ``sample_fraction`` of every (kind, answer) stratum.
+2. Answer the sample greedily with the SFT model and measure each answer's confidence.
+   Wrong answers, and right answers below ``sigma``, become hard seeds.
+3. Embed image, question and rationale of every pool item and retrieve the Top-K most
+   similar items of every seed.
+4. Build one set per strategy and size, then write the sets, the report and a histogram
+   of the confidences.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from policy_trainer.mining.config import MineConfig
 from policy_trainer.mining.confidence import Generation, generate_answers, load_model
+from policy_trainer.mining.config import MineConfig
 from policy_trainer.mining.embeddings import embed_images, embed_texts, resolve_image
 from policy_trainer.mining.sampling import read_pool, stratified_sample, stratum_of
 from policy_trainer.mining.similarity import PoolEmbeddings, retrieve_neighbours
@@ -151,7 +154,7 @@ def select(
         selection = select_hard_uniform(pool, size, seeds, neighbours, rng)
     if selection.shortfall > 0:
         logger.warning(
-            "%s set of size %d: the pool has only %d items, so the set holds %d (%d short)",
+            "%s set of size %d: the pool has only %d items, so the set contains %d (%d short)",
             strategy, size, len(pool), len(selection.records), selection.shortfall,
         )
     return selection
@@ -207,9 +210,9 @@ def plot_confidences(judged: list[dict[str, Any]], sigma: float, path: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    right = [row["confidence"] for row in judged if row["correct"] and row["confidence"] is not None]
-    wrong = [row["confidence"] for row in judged
-             if not row["correct"] and row["confidence"] is not None]
+    scored = [row for row in judged if row["confidence"] is not None]
+    right = [row["confidence"] for row in scored if row["correct"]]
+    wrong = [row["confidence"] for row in scored if not row["correct"]]
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.hist([right, wrong], bins=30, stacked=True, label=["right", "wrong"],
               color=["tab:green", "tab:red"])

@@ -47,7 +47,7 @@ def read_pool(path: str | Path) -> list[dict[str, Any]]:
         seen.add(record["id"])
         records.append(record)
     if not records:
-        raise DataError(f"pool {path} holds no records")
+        raise DataError(f"pool {path} contains no records")
     return records
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from policy_trainer.synthesis.questions import KINDS
 from policy_trainer.synthesis.reports import REPORT_SOURCES
@@ -23,16 +24,16 @@ class SynthesizeConfig:
         metadata={"help": "Report layout: csv (uid, findings, impression columns), nlmcxr "
                   "(Open-i XML in NLMCXR_reports.tgz) or mimic (pNN/pXXXXXXXX/sYYYYYYYY.txt)."},
     )
-    input_path: str | None = field(
+    input_path: Path | None = field(
         default=None,
         metadata={"help": "Report CSV, archive or folder. For nlmcxr, empty means the archive "
                   "shipped in the installed torchxrayvision package."},
     )
-    output_dir: str = field(
-        default="runs/synthesis",
+    output_dir: Path = field(
+        default=Path("runs/synthesis"),
         metadata={"help": "Folder for train.jsonl, dev.jsonl, test.jsonl and summary.json."},
     )
-    pipeline_path: str | None = field(
+    pipeline_path: Path | None = field(
         default=None,
         metadata={"help": "Saved kg_reward extraction pipeline; empty builds the default one."},
     )
@@ -63,7 +64,7 @@ class SynthesizeConfig:
         default=DEFAULT_SYSTEM_PROMPT,
         metadata={"help": "System message of every chat; empty leaves it out."},
     )
-    image_dir: str | None = field(
+    image_dir: Path | None = field(
         default=None,
         metadata={"help": "Folder of the report images. When set, image = <image_dir>/<image "
                   "id><image_suffix>; otherwise the image id or path as the report names it."},
@@ -81,7 +82,7 @@ class SynthesizeConfig:
     )
     llm_api_key_env: str = field(
         default="OPENAI_API_KEY",
-        metadata={"help": "Environment variable that holds the endpoint's API key, if any."},
+        metadata={"help": "Environment variable that contains the endpoint's API key, if any."},
     )
     llm_timeout_s: float = field(
         default=60.0, metadata={"help": "Timeout of one chat request, in seconds."}

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 YES_NO = ("yes", "no")
@@ -22,9 +25,14 @@ def item_id(report_id: str, kind: str, question: str) -> str:
 
 def make_record(
     *, report_id: str, kind: str, question: str, answer: str, rationale: str,
-    image: str | None, system_prompt: str | None, source: str,
+    image: str | None, system_prompt: str | None, source: str, finding: str,
+    region: str | None = None,
 ) -> dict[str, Any]:
-    """Build one output record: the training chat plus the reward references."""
+    """Build one output record: the training chat, the reward references and provenance.
+
+    ``finding`` (and ``region`` for region yes/no items) name the canonical graph entities
+    the question asks about; ``source`` is ``template`` or ``llm``.
+    """
     messages = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
@@ -44,7 +52,10 @@ def make_record(
         "reference": rationale,
         "reference_answer": answer,
         "source": source,
+        "finding": finding,
     }
+    if region:
+        record["region"] = region
     if image:
         record["image"] = image
     return record
@@ -63,6 +74,12 @@ def balance_yes_no(records: list[dict[str, Any]], rng: random.Random) -> list[di
             for answer in YES_NO
         }
         target = min(len(ids) for ids in groups.values())
+        if target == 0 and any(groups.values()):
+            logger.warning(
+                "%s questions have only one yes/no answer class (yes: %d, no: %d), so "
+                "balancing drops all of them; set balance_answers: false to keep them",
+                kind, len(groups["yes"]), len(groups["no"]),
+            )
         for ids in groups.values():
             if len(ids) > target:
                 dropped.update(rng.sample(ids, len(ids) - target))

@@ -6,7 +6,7 @@ the finding, and returns JSON ``{"question", "rationale", "answer"}``. Its item 
 the template item only when
 
 - its answer equals the graph's answer (after lower-casing and stripping punctuation),
-- its question still names the finding (the question's graph holds the finding's
+- its question still names the finding (the question's graph contains the finding's
   canonical name), and
 - its rationale passes ``check_item``: rationale entities are a subset of the report
   graph, the finding is stated with the same label, and region relations are kept.

@@ -1,10 +1,14 @@
 """The synthesis stage: reports -> graphs -> grounded questions -> balanced, split JSONL.
 
-Steps: read the reports; extract one knowledge graph per report with the kg_reward
-pipeline (in-process); build question candidates from each graph; quote the report
-sentences about each finding as the rationale; extract the rationale's graph and drop
-items that ``check_item`` rejects; optionally let a chat model reword the items (checked
-the same way); balance yes/no; split by report; write the files and ``summary.json``.
+Steps:
+
+1. Read the reports and extract one knowledge graph per report with the kg_reward
+   pipeline, in-process.
+2. Build question candidates from each graph and quote the report sentences about each
+   finding as the rationale.
+3. Extract each rationale's graph and drop the items that ``check_item`` rejects.
+4. Optionally let a chat model reword the items, checked the same way.
+5. Balance yes/no, split by report, and write the files and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def synthesize(
             report_id=report.report_id, kind=candidate.kind, question=candidate.question,
             answer=candidate.answer, rationale=rationale, image=image_of(report, config),
             system_prompt=config.system_prompt,
-            source=candidate.source,
+            source=candidate.source, finding=candidate.finding, region=candidate.region,
         )
         # Reworded questions can coincide within a report; keep the first of each.
         if record["id"] in seen_ids:
@@ -139,6 +143,7 @@ def synthesize(
         "candidates": len(drafts),
         "skipped_uncertain_mentions": builder.skipped_uncertain,
         "skipped_conflicting_questions": builder.skipped_conflicting,
+        "skipped_present_after_negation_cue": builder.skipped_negation_cue,
         "rejected_by_grounding": dict(sorted(rejected.items())),
         "before_balance": before_balance,
         "total": count_items(records),
@@ -152,7 +157,7 @@ def synthesize(
     return summary
 
 
-def load_extractor(pipeline_path: str | None) -> GraphExtractor:
+def load_extractor(pipeline_path: Path | None) -> GraphExtractor:
     """Load the kg_reward extraction pipeline (spaCy), the default one when no path is set."""
     import kg_reward
 

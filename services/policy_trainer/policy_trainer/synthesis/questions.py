@@ -8,9 +8,9 @@ Three kinds, as in the CheXPO-v2 data synthesis:
   anatomy) and "Is there X in the R?" (``yes``). A negated located finding gives ``no``,
   and so does the anatomy of the other side ("left" <-> "right") when no mention of the
   finding in the report lies on that side or at an anatomy without a side.
-- ``comparison``: a sentence with a change cue (``data/comparison_cues.csv``) next to a
-  present finding, in a report that compares with a prior study, gives "better, worse or
-  unchanged?".
+- ``comparison``: a sentence with a change cue next to a present finding, in a report
+  that compares with a prior study, gives "better, worse or unchanged?". The cues are
+  data: ``policy_trainer/data/synthesis/comparison_cues.csv``.
 
 Rules that keep answers true to the graph:
 
@@ -50,6 +50,11 @@ _PRIOR_WORDS = re.compile(
     re.IGNORECASE,
 )
 _SIDES = {"left": "right", "right": "left"}
+# A present mention after one of these words in the same clause is more likely a missed
+# negation of the extraction pipeline than a finding ("No acute cardiopulmonary
+# abnormality"), so it gives no question.
+_NEGATION_CUE = re.compile(r"\b(no|without|negative for|free of|rather than)\b", re.IGNORECASE)
+_CLAUSE_BREAK = re.compile(r"\b(but|however|although|though|except)\b|;", re.IGNORECASE)
 
 BASIC_TEMPLATES = ("Is there {phrase}?", "Is there evidence of {phrase}?", "Is {phrase} seen?")
 WHERE_TEMPLATES = ("Where is the {phrase}?", "In which region is the {phrase}?")
@@ -87,9 +92,8 @@ class Candidate:
 
 def load_change_cues() -> list[ChangeCue]:
     """Load the change cues of comparison questions from the packaged CSV file."""
-    source = resources.files("policy_trainer.synthesis").joinpath("data/comparison_cues.csv")
-    with source.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    source = resources.files("policy_trainer").joinpath("data/synthesis/comparison_cues.csv")
+    rows = list(csv.DictReader(source.read_text(encoding="utf-8").splitlines()))
     return [
         ChangeCue(
             cue=row["cue"],
@@ -110,6 +114,7 @@ class QuestionBuilder:
         self.cues = load_change_cues()
         self.skipped_uncertain = 0
         self.skipped_conflicting = 0
+        self.skipped_negation_cue = 0
 
     def build(
         self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence]
@@ -122,6 +127,13 @@ class QuestionBuilder:
         uncertain = [i for i in findings if graph.entities[i].assertion == "uncertain"]
         self.skipped_uncertain += len(uncertain)
         findings = [i for i in findings if i not in uncertain]
+        doubtful = [
+            i for i in findings
+            if not _is_negated(graph.entities[i])
+            and _negation_cue_before(sentences, graph.entities[i])
+        ]
+        self.skipped_negation_cue += len(doubtful)
+        findings = [i for i in findings if i not in doubtful]
 
         candidates: list[Candidate] = []
         if "basic" in self.kinds:
@@ -230,29 +242,23 @@ class QuestionBuilder:
         self, report: Report, graph: KnowledgeGraph, sentences: list[Sentence],
         findings: list[int],
     ) -> list[Candidate]:
-        present = [i for i in findings if not _is_negated(graph.entities[i])]
+        present = {i for i in findings if not _is_negated(graph.entities[i])}
         candidates = []
         for position, sentence in enumerate(sentences):
             if not report.has_prior and not _PRIOR_WORDS.search(sentence.text):
                 continue
-            in_sentence = [
-                i for i in present if sentence.start <= graph.entities[i].start < sentence.end
-            ]
             for cue in self.cues:
                 for match in cue.pattern.finditer(sentence.text):
-                    offset = sentence.start + match.start()
-                    eligible = [
-                        i for i in in_sentence
-                        if cue.applies_to == "any" or graph.entities[i].label.startswith("disorder")
-                    ]
-                    if not eligible:
+                    target = _cue_target(graph, sentence, sentence.start + match.start())
+                    if target is None or target not in present:
                         continue
-                    nearest = min(eligible, key=lambda i: abs(graph.entities[i].start - offset))
-                    entity = graph.entities[nearest]
+                    entity = graph.entities[target]
+                    if cue.applies_to == "disorder" and not entity.label.startswith("disorder"):
+                        continue
                     candidates.append(Candidate(
                         report_id=report.report_id, kind="comparison",
                         question=self.rng.choice(COMPARISON_TEMPLATES).format(
-                            phrase=finding_phrase(graph, nearest)
+                            phrase=finding_phrase(graph, target)
                         ),
                         answer=cue.direction, finding=entity.canonical,
                         finding_label=entity.label, sentences=(position,),
@@ -298,6 +304,29 @@ def finding_phrase(graph: KnowledgeGraph, index: int) -> str:
     words = [modifier.canonical for modifier in modifiers if modifier.start < entity.start]
     words.append(entity.canonical)
     return " ".join(dict.fromkeys(words))
+
+
+def _cue_target(graph: KnowledgeGraph, sentence: Sentence, offset: int) -> int | None:
+    """Return the entity a change cue at ``offset`` describes, or None when unclear.
+
+    A cue that the graph contains as a modifier describes the entity it modifies. Otherwise
+    it describes the nearest entity of its sentence; when that is an anatomy
+    ("unchanged cardiomediastinal silhouette"), the cue is not about a finding.
+    """
+    for relation in graph.relations:
+        head = graph.entities[relation.head]
+        if relation.type == "modify" and head.start <= offset < head.end:
+            return relation.tail
+    nearby = [
+        index for index, entity in enumerate(graph.entities)
+        if sentence.start <= entity.start < sentence.end
+        and (entity.label in FINDING_LABELS or entity.label == "anatomy")
+        and not entity.start <= offset < entity.end
+    ]
+    if not nearby:
+        return None
+    nearest = min(nearby, key=lambda i: abs(graph.entities[i].start - offset))
+    return nearest if graph.entities[nearest].label in FINDING_LABELS else None
 
 
 @functools.cache
@@ -346,6 +375,17 @@ def _finding_sides(graph: KnowledgeGraph, canonical: str) -> set[str] | None:
                 return None
             sides |= named
     return sides
+
+
+def _negation_cue_before(sentences: list[Sentence], entity: Entity) -> bool:
+    """Return whether a negation word precedes a present mention in its sentence's clause."""
+    position = sentence_index(sentences, entity.start)
+    if position is None:
+        return False
+    sentence = sentences[position]
+    prefix = sentence.text[: entity.start - sentence.start]
+    cues = list(_NEGATION_CUE.finditer(prefix))
+    return bool(cues) and not _CLAUSE_BREAK.search(prefix[cues[-1].end():])
 
 
 def _is_negated(entity: Entity) -> bool:

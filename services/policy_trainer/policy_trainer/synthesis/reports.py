@@ -75,7 +75,7 @@ def read_reports(source: str, path: str | Path | None = None) -> list[Report]:
     elif source == "mimic":
         if path is None:
             raise DataError(
-                "source 'mimic' needs input_path: set it to the folder that holds pNN/ folders"
+                "source 'mimic' needs input_path: set it to the folder that contains pNN/ folders"
             )
         reports = list(read_mimic_reports(path))
     else:
@@ -112,22 +112,25 @@ def read_csv_reports(path: str | Path) -> Iterator[Report]:
     except OSError as error:
         raise DataError(f"cannot read report CSV {path}: {error.strerror}") from error
     with handle:
-        reader = csv.DictReader(handle)
-        missing = {"uid", "findings", "impression"} - set(reader.fieldnames or ())
-        if missing:
-            raise DataError(
-                f"report CSV {path} lacks the column(s) {', '.join(sorted(missing))}; "
-                "it needs uid, findings and impression"
-            )
-        for row in reader:
-            image = (row.get("image_path") or "").strip()
-            yield Report(
-                report_id=row["uid"].strip(),
-                findings=row["findings"] or "",
-                impression=row["impression"] or "",
-                comparison=row.get("comparison") or "",
-                images=(image,) if image else (),
-            )
+        try:
+            rows = list(csv.DictReader(handle))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise DataError(f"report CSV {path} is not valid UTF-8 CSV: {error}") from error
+    missing = {"uid", "findings", "impression"} - set(rows[0] if rows else ())
+    if missing:
+        raise DataError(
+            f"report CSV {path} lacks the column(s) {', '.join(sorted(missing))} or has no "
+            "rows; it needs uid, findings and impression"
+        )
+    for row in rows:
+        image = (row.get("image_path") or "").strip()
+        yield Report(
+            report_id=(row["uid"] or "").strip(),
+            findings=row["findings"] or "",
+            impression=row["impression"] or "",
+            comparison=row.get("comparison") or "",
+            images=(image,) if image else (),
+        )
 
 
 def read_nlmcxr_reports(path: str | Path) -> Iterator[Report]:

@@ -92,7 +92,9 @@ def openrlhf_reward(
     """Score OpenRLHF rollouts with the service's default weights and options."""
     request.state.batch_size = len(body.query)
     check_batch_size(len(body.query), "query", settings)
-    prompts: list[str | None] = list(body.prompts or [None] * len(body.query))
+    prompts: list[str | None] = (
+        [None] * len(body.query) if body.prompts is None else [*body.prompts]
+    )
     items = []
     for position, (query, prompt) in enumerate(zip(body.query, prompts, strict=True)):
         items.append(label_to_item(body.labels[position], position, response_text(query, prompt)))
