@@ -53,7 +53,9 @@ def test_extract_plain_lines_use_line_numbers(tmp_path: Path) -> None:
 
 
 def test_extract_rexkg_format(tmp_path: Path) -> None:
-    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": "Small effusion."})])
+    source = write_lines(
+        tmp_path / "in.jsonl", [json.dumps({"id": "a", "text": "Small effusion."})]
+    )
     output = tmp_path / "out.jsonl"
 
     assert run_extract(str(source), "--format", "rexkg", "--output", str(output)) == 0

@@ -102,3 +102,13 @@ def test_extractor_entity_span_f1_above_floor(gold_scores: GoldScores) -> None:
 
 def test_extractor_relation_f1_above_floor(gold_scores: GoldScores) -> None:
     assert gold_scores.relations.f1 >= RELATION_F1_FLOOR
+
+
+def test_gold_breakdown_sums_to_totals(gold_scores: GoldScores) -> None:
+    for split, total in (
+        (gold_scores.entities_by_label, gold_scores.entities),
+        (gold_scores.relations_by_type, gold_scores.relations),
+    ):
+        assert sum(counts.tp for counts in split.values()) == total.tp
+        assert sum(counts.fp for counts in split.values()) == total.fp
+        assert sum(counts.fn for counts in split.values()) == total.fn

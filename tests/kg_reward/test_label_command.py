@@ -53,6 +53,7 @@ def test_label_chestxray14_layout_matches_gold(chestxray14_run) -> None:
     gold_header, gold_rows = read_rows(LABELS)
 
     assert header == list(CHESTXRAY14_COLUMNS) == gold_header
+    assert output.read_bytes().split(b"\r\n")[0] == LABELS.read_bytes().split(b"\r\n")[0]
     assert [row["filename"] for row in rows] == [row["filename"] for row in gold_rows]
     assert {row[name] for row in rows for name in header[1:]} <= {"0", "1"}
 

@@ -115,3 +115,14 @@ def test_context_anatomy_stays_present(extractor: Extractor) -> None:
     found = status(extractor, "No effusion in the left lung.")
 
     assert found["left lung"] == ("anatomy", "present")
+
+
+def test_context_termination_cue_governs_nothing(extractor: Extractor) -> None:
+    found = status(extractor, "Without evidence of pneumothorax, there is mild cardiomegaly.")
+
+    assert found["pneumothorax"][1] == "absent"
+    assert found["cardiomegaly"][1] == "present"
+
+
+def test_context_unlikely_is_negation(extractor: Extractor) -> None:
+    assert status(extractor, "Pulmonary edema is unlikely.")["pulmonary edema"][1] == "absent"

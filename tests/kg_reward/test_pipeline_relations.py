@@ -99,3 +99,24 @@ def test_relations_indices_point_at_entities(extractor: Extractor) -> None:
         assert relation.head != relation.tail
         assert relation.head < len(graph.entities)
         assert relation.tail < len(graph.entities)
+
+
+def test_relations_predicate_modifier_coordinated_subjects(extractor: Extractor) -> None:
+    found = triplets(extractor, "Heart size and mediastinal contour are normal.")
+
+    assert ("normal", "modify", "heart") in found
+    assert ("normal", "modify", "mediastinum") in found
+
+
+def test_relations_predicate_modifier_skips_place(extractor: Extractor) -> None:
+    found = triplets(extractor, "Calcified granulomas in the left midlung are unchanged.")
+
+    assert ("stable", "modify", "granuloma") in found
+    assert ("stable", "modify", "left midlung") not in found
+
+
+def test_relations_predicate_finding_located_at_subject(extractor: Extractor) -> None:
+    found = triplets(extractor, "The heart is mildly enlarged.")
+
+    assert ("enlargement", "located_at", "heart") in found
+    assert ("mild", "modify", "enlargement") in found

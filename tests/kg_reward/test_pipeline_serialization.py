@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import kg_reward
@@ -35,3 +37,19 @@ def test_pipeline_round_trip_keeps_data_files(extractor: Extractor, tmp_path: Pa
 def test_load_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a saved pipeline directory"):
         kg_reward.load(tmp_path / "nothing-here")
+
+
+@pytest.mark.slow
+def test_load_keeps_torch_out() -> None:
+    # The reward service must not load torch; thinc imports it whenever it is installed.
+    probe = (
+        "import sys, kg_reward\n"
+        "kg_reward.load().extract_one('Small effusion.')\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
+
+    assert result.stdout.strip() == "[]"

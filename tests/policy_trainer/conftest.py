@@ -51,6 +51,8 @@ def sft_run_dir(
     config = SFTStageConfig(
         model_path=str(tiny_model_dir),
         train_file=chat_records_path,
+        eval_file=chat_records_path,
+        eval_steps=SFT_STEPS,
         output_dir=output_dir,
         max_steps=SFT_STEPS,
         learning_rate=5e-3,  # a tiny random model needs large steps to learn in few

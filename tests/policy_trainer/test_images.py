@@ -187,6 +187,19 @@ def test_load_image_dicom_applies_rescale(
     assert np.array_equal(pixels(plain), pixels(rescaled))
 
 
+def test_load_image_dicom_applies_voi_lut_sequence() -> None:
+    dataset = pydicom.dcmread(dicom_testfile("vlut_04.dcm"))
+    item = dataset.VOILUTSequence[0]
+    lut = np.asarray(item.LUTData, dtype=np.float64)
+    first_mapped, output_bits = int(item.LUTDescriptor[1]), int(item.LUTDescriptor[2])
+    indices = np.clip(dataset.pixel_array.astype(int) - first_mapped, 0, len(lut) - 1)
+    expected = np.rint(lut[indices] / (2**output_bits - 1) * 255)
+
+    array = pixels(dicom_testfile("vlut_04.dcm"))[..., 0]
+
+    assert np.abs(array - expected).max() <= 1
+
+
 def test_load_image_dicom_multiframe_uses_first_frame(tmp_path: Path) -> None:
     dataset = pydicom.dcmread(dicom_testfile("emri_small.dcm"))
     assert int(dataset.NumberOfFrames) > 1

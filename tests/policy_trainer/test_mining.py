@@ -212,6 +212,7 @@ def test_confidence_same_in_batches(yes_model: tuple[Path, float]) -> None:
 
 
 def run_mine(tmp_path: Path, model_path: Path, sigma: float, **overrides: Any) -> dict[str, Any]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     pool = write_pool(tmp_path / "pool.jsonl", make_pool())
     settings = {"model_path": str(model_path), "pool_path": str(pool),
                 "output_dir": str(tmp_path / "out"), "sample_fraction": 1.0, "sigma": sigma,
@@ -259,6 +260,20 @@ def test_mine_writes_outputs(tmp_path: Path, yes_model: tuple[Path, float]) -> N
     assert (output / "confidence_histogram.png").read_bytes()[:4] == b"\x89PNG"
     assert [s["size"] for s in report["sets"]] == [10, 60, 10, 60]
     assert [s["shortfall"] for s in report["sets"]] == [0, 40, 0, 40]
+
+
+def test_mine_same_seed_gives_identical_sets(
+    tmp_path: Path, yes_model: tuple[Path, float]
+) -> None:
+    settings = {"sample_fraction": 0.5, "strategies": ["hard_uniform", "uniform", "random"],
+                "sizes": [9]}
+    run_mine(tmp_path / "a", yes_model[0], sigma=-0.25, **settings)
+    run_mine(tmp_path / "b", yes_model[0], sigma=-0.25, **settings)
+
+    for name in ("hard_uniform_9.jsonl", "uniform_9.jsonl", "random_9.jsonl",
+                 "sample_predictions.jsonl"):
+        first = (tmp_path / "a" / "out" / name).read_bytes()
+        assert first == (tmp_path / "b" / "out" / name).read_bytes(), name
 
 
 def test_mine_command_rejects_missing_model_path(tmp_path: Path) -> None:
@@ -433,6 +448,7 @@ def test_mine_sft_model_confidences_match_reference(
     code = main(["mine", "--model_path", str(sft_run_dir / "final"), "--pool_path",
                  str(chat_records_path), "--output_dir", str(tmp_path), "--sample_fraction",
                  "1.0", "--max_new_tokens", "24", "--sizes", "[4, 8]", "--device", "cpu",
+                 "--batch_size", "1",  # no padding, so greedy ties cannot differ from below
                  "--strategies", "[hard_uniform, uniform, random]"])
     assert code == 0
 
@@ -495,3 +511,33 @@ def test_biomedclip_backend_needs_package(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="pip install open_clip_torch"):
         embed_images([None], "biomedclip", model_path=tmp_path)
+
+
+def test_mine_cli_exits_2_on_missing_pool(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policy_trainer.cli import main
+
+    code = main(["mine", "--model_path", str(tmp_path), "--pool_path",
+                 str(tmp_path / "absent.jsonl"), "--output_dir", str(tmp_path / "out")])
+
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error.startswith("policy-trainer mine: error: cannot read pool")
+    assert "\n" not in error
+
+
+def test_thumbnail_reads_dicom_chest_radiograph(tmp_path: Path) -> None:
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    dicom = get_testdata_file("RG1_UNCI.dcm", download=False)
+    if dicom is None:
+        pytest.skip("pydicom-data is not installed")
+    Image.new("L", (64, 64), color=128).save(tmp_path / "flat.png")
+
+    rows = embed_images([Path(dicom), Path(dicom), tmp_path / "flat.png"], "thumbnail", size=16)
+
+    assert rows[0].any()
+    assert float(rows[0] @ rows[1]) == pytest.approx(1.0, abs=1e-5)
+    assert not rows[2].any()  # a flat image has nothing left after mean-centring

@@ -44,6 +44,20 @@ def test_add_tag_tokens_makes_single_tokens(tiny_model_dir: Path) -> None:
     assert decoded == "<think>x</think><answer>yes</answer>"
 
 
+def test_add_tag_tokens_starts_from_pieces(tiny_model_dir: Path) -> None:
+    tokenizer = models.load_tokenizer(tiny_model_dir)
+    model = models.load_causal_lm(tiny_model_dir)
+    pieces = tokenizer.encode("<think>", add_special_tokens=False)
+    expected_input = model.get_input_embeddings().weight[pieces].mean(dim=0)
+    expected_output = model.get_output_embeddings().weight[pieces].mean(dim=0)
+
+    think_id = models.add_tag_tokens(model, tokenizer)[0]
+
+    assert len(pieces) > 1
+    assert torch.allclose(model.get_input_embeddings().weight[think_id], expected_input)
+    assert torch.allclose(model.get_output_embeddings().weight[think_id], expected_output)
+
+
 def test_add_tag_tokens_twice_is_noop(tiny_model_dir: Path) -> None:
     tokenizer = models.load_tokenizer(tiny_model_dir)
     model = models.load_causal_lm(tiny_model_dir)
@@ -107,6 +121,7 @@ def test_sft_writes_run_files(sft_run_dir: Path) -> None:
 
     metrics = json.loads((sft_run_dir / "metrics.json").read_text())
     assert metrics["train_loss"] > 0
+    assert metrics["eval_loss"] > 0
     assert (sft_run_dir / "config.yaml").is_file()
     tokenizer = load_tokenizer(sft_run_dir / "final", chat_template="model")
     assert all(tag in tokenizer.get_vocab() for tag in TAGS)

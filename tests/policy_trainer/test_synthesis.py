@@ -250,3 +250,27 @@ def test_synthesize_rejects_missing_input(tmp_path: Path, extractor: Any) -> Non
 
     with pytest.raises(DataError, match="absent.csv"):
         synthesize(config, extractor=extractor)
+
+
+def test_synthesize_reads_mimic_folder(tmp_path: Path, extractor: Any) -> None:
+    study = tmp_path / "reports" / "p10" / "p10000032"
+    study.mkdir(parents=True)
+    (study / "s50000001.txt").write_text(
+        " COMPARISON:  Chest radiograph from ___.\n"
+        " FINDINGS:  Small left pleural effusion has increased since the prior study.\n"
+        " IMPRESSION:  No pneumothorax.\n", encoding="utf-8",
+    )
+    (study / "s50000001").mkdir()
+    (study / "s50000001" / "view1.jpg").write_bytes(b"")
+    config = SynthesizeConfig(source="mimic", input_path=tmp_path / "reports",
+                              output_dir=tmp_path / "out", balance_answers=False,
+                              split_ratios=[1.0, 0.0, 0.0])
+
+    synthesize(config, extractor=extractor)
+
+    items = read_split(tmp_path / "out", "train")
+    answers = {item["question"]: item["answer"] for item in items}
+    assert answers["Compared with the prior study, is the small pleural effusion better, "
+                   "worse or unchanged?"] == "worse"
+    assert "no" in answers.values()
+    assert all(item["image"].endswith("s50000001/view1.jpg") for item in items)

@@ -168,3 +168,17 @@ def test_synthesize_command_rejects_bad_split_ratios() -> None:
 
     with pytest.raises(ConfigError, match="sum to 1"):
         args.func(args)
+
+
+def test_synthesize_cli_exits_2_on_missing_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policy_trainer.cli import main
+
+    code = main(["synthesize", "--source", "csv", "--input_path", str(tmp_path / "absent.csv"),
+                 "--output_dir", str(tmp_path / "out")])
+
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error.startswith("policy-trainer synthesize: error: cannot read report CSV")
+    assert "\n" not in error

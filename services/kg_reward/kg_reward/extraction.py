@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ class Extractor:
         self.skip_sections = frozenset(skip_sections)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, _GraphRows] = OrderedDict()
+        # Web servers call extract from several threads; OrderedDict updates are not atomic.
+        self._cache_lock = threading.Lock()
 
     def extract(
         self,
@@ -186,17 +189,19 @@ class Extractor:
     def _cache_get(self, text: str) -> _GraphRows | None:
         if not self.cache_size:
             return None
-        rows = self._cache.get(text)
-        if rows is not None:
-            self._cache.move_to_end(text)
+        with self._cache_lock:
+            rows = self._cache.get(text)
+            if rows is not None:
+                self._cache.move_to_end(text)
         return rows
 
     def _cache_put(self, text: str, rows: _GraphRows) -> None:
         if not self.cache_size:
             return
-        self._cache[text] = rows
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[text] = rows
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
 
 def check_text(text: object, position: int = 0) -> None:

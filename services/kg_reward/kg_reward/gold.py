@@ -1,7 +1,7 @@
 """Evaluation against gold annotations: extraction gold set and report labels.
 
 The extraction gold set (``tests/kg_reward/gold/extraction_gold.jsonl``, layout in the
-README beside it) holds hand-annotated texts. Scores are micro-averaged over all texts:
+README beside it) contains hand-annotated texts. Scores are micro-averaged over all texts:
 
 - entities by (canonical, label), each text's items counted as a set;
 - entities by label and span overlap, where one gold span is matched at most once;
@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,10 @@ class GoldScores:
     entity_spans: Counts
     relations: Counts
     documents: int
+    entities_by_label: dict[str, Counts] = field(default_factory=dict)
+    """Counts of the (canonical, label) match, split by the entity label."""
+    relations_by_type: dict[str, Counts] = field(default_factory=dict)
+    """Counts of the triplet match, split by the relation type."""
 
 
 def score_graph(graph: KnowledgeGraph, gold: GoldDocument) -> tuple[Counts, Counts, Counts]:
@@ -171,7 +175,27 @@ def evaluate_extractor(extractor: Any, documents: Sequence[GoldDocument]) -> Gol
         scores.entities.add(entities)
         scores.entity_spans.add(spans)
         scores.relations.add(relations)
+        _add_split(scores.entities_by_label, graph.entity_keys(), _gold_entity_keys(document))
+        _add_split(scores.relations_by_type, graph.relation_keys(), document.relations)
     return scores
+
+
+def _gold_entity_keys(document: GoldDocument) -> set[tuple[str, str]]:
+    return {(entity.canonical, entity.label) for entity in document.entities}
+
+
+def _add_split(
+    split: dict[str, Counts], predicted: Iterable[tuple[str, ...]], gold: Iterable[tuple[str, ...]]
+) -> None:
+    # Index 1 is the label of an entity key (canonical, label) and the type of a relation
+    # key (head, type, tail).
+    predicted_set, gold_set = set(predicted), set(gold)
+    for key in predicted_set | gold_set:
+        name = key[1]
+        counts = split.setdefault(name, Counts())
+        counts.tp += key in predicted_set and key in gold_set
+        counts.fp += key in predicted_set and key not in gold_set
+        counts.fn += key in gold_set and key not in predicted_set
 
 
 def format_gold_scores(scores: GoldScores) -> str:
@@ -180,6 +204,15 @@ def format_gold_scores(scores: GoldScores) -> str:
         ("entities (canonical, label)", scores.entities),
         ("entities (label, span overlap)", scores.entity_spans),
         ("relations (head, type, tail)", scores.relations),
+    ]
+    return format_table(rows)
+
+
+def format_gold_breakdown(scores: GoldScores) -> str:
+    """Format the canonical entity match per label and the relation match per type."""
+    rows = [(f"entity {name}", counts) for name, counts in sorted(scores.entities_by_label.items())]
+    rows += [
+        (f"relation {name}", counts) for name, counts in sorted(scores.relations_by_type.items())
     ]
     return format_table(rows)
 
@@ -263,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = evaluate_extractor(kg_reward.load(), load_gold(args.gold))
     print(f"gold set: {scores.documents} texts")
     print(format_gold_scores(scores))
+    print()
+    print(format_gold_breakdown(scores))
     return 0
 
 

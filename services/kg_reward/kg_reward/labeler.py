@@ -286,10 +286,13 @@ def label_ids(uids: Sequence[str], schema: str) -> list[str]:
 def write_labels(
     path: str | Path, ids: Sequence[str], rows: Sequence[Mapping[str, int | None]], schema: str
 ) -> None:
-    """Write label rows as CSV: the id column, then one column per finding (None = blank)."""
+    """Write label rows as CSV: the id column, then one column per finding (None = blank).
+
+    Lines end with CRLF, the csv module's default and the line ending of the Open-i gold file.
+    """
     columns = CHESTXRAY14_COLUMNS if schema == "chestxray14" else CHEXPERT_COLUMNS
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = csv.writer(handle)
         writer.writerow(columns)
         for row_id, row in zip(ids, rows, strict=True):
             values = ["" if row[name] is None else str(row[name]) for name in columns[1:]]

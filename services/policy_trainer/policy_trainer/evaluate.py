@@ -100,7 +100,7 @@ def generate_greedy(model_dir: Path, prompts: Sequence[list[dict[str, Any]]],
     tokenizer = models.load_tokenizer(
         model_dir, chat_template=config.chat_template, padding_side="left"
     )
-    model = models.load_causal_lm(model_dir)
+    model: Any = models.load_causal_lm(model_dir)
     model.to(device)
     model.eval()
 

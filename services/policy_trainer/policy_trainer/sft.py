@@ -123,13 +123,14 @@ def run_sft(config: SFTStageConfig) -> Path:
     )
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
-    # 4. Merge and save on the main process only.
+    # 4. Evaluate on every process (it gathers across them), then merge and save on the
+    #    main process only.
+    metrics: dict[str, Any] = dict(result.metrics)
+    if eval_dataset is not None:
+        metrics.update(trainer.evaluate())
     final_dir = config.output_dir / "final"
     if trainer.accelerator.is_main_process:
         models.save_merged(trainer.accelerator.unwrap_model(trainer.model), tokenizer, final_dir)
-        metrics: dict[str, Any] = dict(result.metrics)
-        if eval_dataset is not None:
-            metrics.update(trainer.evaluate())
         metrics["wall_seconds"] = round(time.perf_counter() - started, 2)
         write_json(config.output_dir / "metrics.json", metrics)
         write_json(config.output_dir / "log_history.json", trainer.state.log_history)

@@ -78,15 +78,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import kg_reward
     from kg_reward.commands.label import read_reports
-    from kg_reward.gold import evaluate_extractor, format_gold_scores, load_gold
+    from kg_reward.gold import (
+        evaluate_extractor,
+        format_gold_breakdown,
+        format_gold_scores,
+        load_gold,
+    )
     from kg_reward.labeler import report_text
+
+    missing = [str(path) for path in (args.reports, args.labels) if not path.is_file()]
+    if missing:
+        print(f"extraction benchmark: input not found: {', '.join(missing)}", file=sys.stderr)
+        return 1
 
     started = time.perf_counter()
     extractor = kg_reward.load()
     load_seconds = time.perf_counter() - started
 
-    # Step 1: gold set.
-    gold_scores = evaluate_extractor(extractor, load_gold(args.gold))
+    # Step 1: gold set. It ships with the tests, so an installed package may lack it.
+    gold_scores = None
+    if args.gold.is_file():
+        gold_scores = evaluate_extractor(extractor, load_gold(args.gold))
 
     # Step 2 and 3: one timed extraction over the reports feeds the labeler.
     reports = read_reports(args.reports)
@@ -106,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     peak_mib = _peak_memory_mib(texts[:MEMORY_REPORTS])
 
     print("== extraction benchmark ==")
-    print(f"gold set: {gold_scores.documents} texts ({args.gold})")
-    print(format_gold_scores(gold_scores))
+    if gold_scores is None:
+        print(f"gold set: not found at {args.gold}, skipped")
+    else:
+        print(f"gold set: {gold_scores.documents} texts ({args.gold})")
+        print(format_gold_scores(gold_scores))
+        print()
+        print(format_gold_breakdown(gold_scores))
     print()
     rows = [
         ("reports", f"{len(texts)}, {len(distinct)} distinct ({args.reports})"),

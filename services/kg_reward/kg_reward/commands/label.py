@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser = subparsers.add_parser(
         "label",
         help="Label reports with ChestX-ray14 or CheXpert findings from their graphs.",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Label radiology reports with ChestX-ray14 (0/1) or CheXpert (1/0/-1/blank) "
+        "findings derived from their knowledge graphs.",
     )
     parser.add_argument(
         "--reports", required=True, type=Path, help="CSV with uid, findings, impression."
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.pipeline is not None and not args.pipeline.is_dir():
         raise CommandError(f"--pipeline directory not found: {args.pipeline}")
+    if not args.output.parent.is_dir():
+        raise CommandError(f"--output folder not found: {args.output.parent}")
     reports = read_reports(args.reports)
     gold = read_gold(args.gold, args.schema) if args.gold is not None else None
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         write_labels(args.output, ids, rows, args.schema)
     except OSError as error:
-        raise CommandError(f"cannot write --output {args.output}: {error}") from error
+        raise CommandError(f"failed to write --output {args.output}: {error}") from error
 
     if gold is not None:
         print_scores(ids, rows, gold, args.schema)
@@ -103,7 +106,8 @@ def read_gold(path: Path, schema: str) -> dict[str, dict[str, str]]:
     try:
         return read_labels(path, schema)
     except (ValueError, csv.Error) as error:
-        raise CommandError(str(error)) from error
+        # UnicodeDecodeError is a ValueError, so a binary file lands here too.
+        raise CommandError(f"{path}: unreadable gold label CSV ({error})") from error
 
 
 def print_scores(

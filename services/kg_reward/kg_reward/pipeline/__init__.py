@@ -29,5 +29,5 @@ def build_pipeline() -> Language:
     # The components have no weights, so initializing each one is all that nlp.initialize()
     # would do, without its optimizer and log lines.
     for _name, component in nlp.pipeline:
-        component.initialize(nlp=nlp)
+        component.initialize(nlp=nlp)  # type: ignore[attr-defined]
     return nlp

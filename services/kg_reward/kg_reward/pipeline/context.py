@@ -29,7 +29,6 @@ import srsly
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
-from spacy.util import ensure_path
 
 from kg_reward.pipeline.data import CUES_PATH, read_jsonl, resolve_annotations, strip_locations
 from kg_reward.pipeline.entities import register_extensions
@@ -125,7 +124,8 @@ class AssertionDetector:
     ) -> str:
         best: tuple[int, int, str] | None = None
         for cue_start, cue_end, kind, direction in cues:
-            if cue_start < sentence[0] or cue_end > sentence[1]:
+            # Termination cues only end scopes; they govern nothing themselves.
+            if kind == "termination" or cue_start < sentence[0] or cue_end > sentence[1]:
                 continue
             if cue_end <= start and direction != "backward":
                 distance = start - cue_end
@@ -152,12 +152,12 @@ class AssertionDetector:
         return _ASSERTION_OF_KIND[best[2]]
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        path = ensure_path(path)
+        path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_jsonl(path / "cues.jsonl", self.cues)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> AssertionDetector:
-        self.set_cues(list(srsly.read_jsonl(ensure_path(path) / "cues.jsonl")))
+        self.set_cues(list(srsly.read_jsonl(Path(path) / "cues.jsonl")))
         return self
 
 

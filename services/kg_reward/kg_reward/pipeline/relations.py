@@ -1,16 +1,16 @@
 """Rule-based relations between the entities of one sentence, in ReXKG's directions.
 
-Cue phrases come from a data file, one JSON object per line ``{"phrase", "kind"}``, where kind
+Cue phrases come from a data file, one JSON object per line ``{"phrase", "kind"}``. The kind
 is ``suggestive_of`` (a phrase that links a finding to what it implies), ``located_at`` (a
 preposition that links a finding to a place), ``bridge`` (words that may sit between a finding
 and a located_at preposition: "is seen", "the"), ``copula`` (words between a head and a
-modifier that follows it: "is", "measuring") or ``link`` (words that join modifiers or coordinate
-terms: ",", "and", "to").
+modifier that follows it: "is", "measuring"), ``link`` (words that coordinate terms: ",",
+"and", "with") or ``modifier_link`` (words between a modifier and its head: "and", "to").
 
 Rules, on the entity labels of the entity component:
 
 * ``modify`` (modifier -> head): a ``size`` or ``concept`` entity modifies the next head entity
-  to its right when only links and other modifiers lie between them ("small left pleural
+  to its right when only modifier links and other modifiers lie between them ("small left pleural
   effusion": small -> effusion); it modifies the head to its left when only copula words lie
   between them ("heart size is normal", "nodule measuring 5 mm"); an anatomy term modifies the
   anatomy term that follows it directly ("left" -> "lung");
@@ -39,7 +39,6 @@ from spacy.attrs import LOWER
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
-from spacy.util import ensure_path
 
 from kg_reward.pipeline.data import (
     RELATION_CUES_PATH,
@@ -49,7 +48,7 @@ from kg_reward.pipeline.data import (
 )
 from kg_reward.pipeline.spans import SentenceIndex, entity_rows, longest_first
 
-RELATION_CUE_KINDS = ("suggestive_of", "located_at", "bridge", "copula", "link")
+RELATION_CUE_KINDS = ("suggestive_of", "located_at", "bridge", "copula", "link", "modifier_link")
 FINDING_LABELS = frozenset({"disorder", "device"})
 MODIFIER_LABELS = frozenset({"size", "concept"})
 HEAD_LABELS = frozenset({"disorder", "device", "anatomy", "procedure"})
@@ -59,7 +58,7 @@ Relations = set[tuple[int, int, str]]
 
 
 class _Entity(NamedTuple):
-    index: int
+    ent_index: int
     start: int
     end: int
     label: str
@@ -123,9 +122,8 @@ class RelationExtractor:
                 key = f"rel|{kind}"
                 self._kind_of[self.vocab.strings.add(key)] = kind
                 grouped.setdefault(key, []).append(phrase_doc)
-            else:
-                # Gap words are compared as sequences of LOWER hashes, without Token objects.
-                sequences[kind].add(tuple(token.lower for token in phrase_doc))
+            # Gap words are compared as sequences of LOWER hashes, without Token objects.
+            sequences[kind].add(tuple(token.lower for token in phrase_doc))
         for key, docs in grouped.items():
             self._matcher.add(key, docs)
         self._sequences = {kind: frozenset(values) for kind, values in sequences.items()}
@@ -151,7 +149,10 @@ class RelationExtractor:
 
     def gap_is(self, lowers: list[int], start: int, end: int, kind: str) -> bool:
         """Return True when tokens in [start, end) are all phrases of the given cue kind."""
-        allowed = self._sequences[kind]
+        if "|" in kind:
+            allowed = frozenset().union(*(self._sequences[part] for part in kind.split("|")))
+        else:
+            allowed = self._sequences[kind]
         position = start
         while position < end:
             for length in range(min(self._longest_sequence, end - position), 0, -1):
@@ -163,12 +164,12 @@ class RelationExtractor:
         return True
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        path = ensure_path(path)
+        path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_jsonl(path / "cues.jsonl", self.cues)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> RelationExtractor:
-        self.set_cues(list(srsly.read_jsonl(ensure_path(path) / "cues.jsonl")))
+        self.set_cues(list(srsly.read_jsonl(Path(path) / "cues.jsonl")))
         return self
 
 
@@ -204,23 +205,24 @@ class _SentenceRelations:
         entities = self.entities
         for position, entity in enumerate(entities):
             if entity.label in MODIFIER_LABELS:
-                head = self.modified_head(position)
-                if head is not None:
-                    self.relations.add((entity.index, head.index, "modify"))
+                for head in self.modified_heads(position):
+                    self.relations.add((entity.ent_index, head.ent_index, "modify"))
             elif entity.label == "anatomy" and position + 1 < len(entities):
                 following = entities[position + 1]
                 if following.label == "anatomy" and following.start == entity.end:
-                    self.relations.add((entity.index, following.index, "modify"))
+                    self.relations.add((entity.ent_index, following.ent_index, "modify"))
 
-    def modified_head(self, position: int) -> _Entity | None:
+    def modified_heads(self, position: int) -> list[_Entity]:
+        """Return the head a modifier precedes, or else the subjects it is predicated of."""
         entities = self.entities
         cursor = entities[position].end
         for later in range(position + 1, len(entities)):
             candidate = entities[later]
-            if not self.gap(cursor, candidate.start, "link"):
+            # A comma ends the phrase: in "volumes are low, with crowding" low is predicated.
+            if not self.gap(cursor, candidate.start, "modifier_link"):
                 break
             if candidate.label in HEAD_LABELS:
-                return self.last_of_run(later)
+                return [self.last_of_run(later)]
             cursor = candidate.end
         cursor = entities[position].start
         for earlier in range(position - 1, -1, -1):
@@ -229,16 +231,20 @@ class _SentenceRelations:
                 break
             if candidate.label in HEAD_LABELS:
                 # "Granulomas in the left midlung are unchanged": the place is not the subject.
-                return self.finding_placed_at(candidate) or candidate
+                subject = self.finding_placed_at(candidate)
+                if subject is not None:
+                    return [subject]
+                # "Heart size and mediastinal contour are normal": both subjects.
+                return [candidate, *self.coordinated_before(earlier, HEAD_LABELS)]
             cursor = candidate.start
-        return None
+        return []
 
     def finding_placed_at(self, anatomy: _Entity) -> _Entity | None:
         """Return the finding that this sentence locates at ``anatomy`` after a preposition."""
         for entity in self.entities:
             if entity.end > anatomy.start:
                 break
-            if (entity.index, anatomy.index, "located_at") in self.relations and (
+            if (entity.ent_index, anatomy.ent_index, "located_at") in self.relations and (
                 entity.end != anatomy.start
             ):
                 return entity
@@ -260,24 +266,26 @@ class _SentenceRelations:
             if finding.label not in FINDING_LABELS:
                 continue
             for anatomy in self.anatomy_before(position):
-                self.relations.add((finding.index, anatomy.index, "located_at"))
+                self.relations.add((finding.ent_index, anatomy.ent_index, "located_at"))
             subject = self.subject_anatomy(position)
             if subject is not None:
-                self.relations.add((finding.index, subject.index, "located_at"))
+                self.relations.add((finding.ent_index, subject.ent_index, "located_at"))
+            for anatomy in self.anatomy_adjacent_after(position):
+                self.relations.add((finding.ent_index, anatomy.ent_index, "located_at"))
             places = self.anatomy_after(position)
             if not places:
                 continue
             for source in [finding, *self.coordinated_before(position, FINDING_LABELS)]:
                 for anatomy in places:
-                    self.relations.add((source.index, anatomy.index, "located_at"))
+                    self.relations.add((source.ent_index, anatomy.ent_index, "located_at"))
 
     def anatomy_before(self, position: int) -> list[_Entity]:
-        """Anatomy terms directly before a finding, possibly with modifiers in between."""
+        """Return anatomy terms directly before a finding, possibly with modifiers in between."""
         found = []
         cursor = self.entities[position].start
         for earlier in range(position - 1, -1, -1):
             candidate = self.entities[earlier]
-            if not self.gap(candidate.end, cursor, "link"):
+            if not self.gap(candidate.end, cursor, "modifier_link"):
                 break
             if candidate.label == "anatomy":
                 found.append(candidate)
@@ -287,7 +295,7 @@ class _SentenceRelations:
         return found
 
     def subject_anatomy(self, position: int) -> _Entity | None:
-        """The anatomy term a predicate finding describes: "the heart is mildly enlarged"."""
+        """Return the anatomy term a predicate finding describes: "the heart is enlarged"."""
         cursor = self.entities[position].start
         crossed_copula = False
         for earlier in range(position - 1, -1, -1):
@@ -305,8 +313,17 @@ class _SentenceRelations:
             cursor = candidate.start
         return None
 
+    def anatomy_adjacent_after(self, position: int) -> list[_Entity]:
+        """Return the anatomy term right after an adjective finding: "hyperinflated lungs"."""
+        if position + 1 >= len(self.entities):
+            return []
+        following = self.entities[position + 1]
+        if following.label != "anatomy" or following.start != self.entities[position].end:
+            return []
+        return [self.last_of_run(position + 1)]
+
     def anatomy_after(self, position: int) -> list[_Entity]:
-        """Anatomy terms after a located_at preposition that follows the finding."""
+        """Return anatomy terms after a located_at preposition that follows the finding."""
         cursor = self.entities[position].end
         for cue_start, cue_end, kind in self.cues:
             if kind != "located_at" or cue_start < cursor:
@@ -332,12 +349,14 @@ class _SentenceRelations:
         return self.gap(cursor, end, "bridge")
 
     def anatomy_run(self, position: int, cursor: int) -> list[_Entity]:
-        """Anatomy terms right after a preposition, with coordinated ones ("A and B")."""
+        """Return anatomy terms right after a preposition, with coordinated ones ("A and B")."""
         found: list[_Entity] = []
         for candidate in self.entities[position + 1 :]:
             if candidate.end <= cursor:
                 continue
-            gap_kind = "link" if found else "bridge"
+            # Before the first place, further prepositions may follow a measurement
+            # ("terminates 4 cm above the carina").
+            gap_kind = "link" if found else "bridge|located_at"
             if candidate.start - cursor > self.max_gap or not self.gap(
                 cursor, candidate.start, gap_kind
             ):
@@ -355,8 +374,15 @@ class _SentenceRelations:
             if i + 1 == len(found) or found[i + 1].start != entity.end
         ]
 
-    def coordinated_before(self, position: int, labels: frozenset[str]) -> list[_Entity]:
-        """Entities with ``labels`` joined to the one at ``position`` by links ("A, B and C")."""
+    def coordinated_before(
+        self, position: int, labels: frozenset[str], *, cross_anatomy: bool = False
+    ) -> list[_Entity]:
+        """Return entities with ``labels`` joined to the one at ``position`` by links ("A, B").
+
+        An anatomy term in between ends the search unless ``cross_anatomy`` is set, because the
+        findings before it have a place of their own ("hyperexpanded lungs with flattening of
+        the diaphragms").
+        """
         found = []
         cursor = self.entities[position].start
         for earlier in range(position - 1, -1, -1):
@@ -365,6 +391,8 @@ class _SentenceRelations:
                 break
             if candidate.label in labels:
                 found.append(candidate)
+            elif candidate.label == "anatomy" and not cross_anatomy:
+                break
             elif candidate.label not in MODIFIER_LABELS and candidate.label != "anatomy":
                 break
             cursor = candidate.start
@@ -382,21 +410,22 @@ class _SentenceRelations:
             for source in sources:
                 for target in targets:
                     if source.canonical != target.canonical:
-                        self.relations.add((source.index, target.index, "suggestive_of"))
+                        self.relations.add((source.ent_index, target.ent_index, "suggestive_of"))
 
     def findings_ending_at(self, cue_start: int) -> list[_Entity]:
-        """The last finding before the cue and the findings coordinated with it."""
+        """Return the last finding before the cue and the findings coordinated with it."""
         for position in range(len(self.entities) - 1, -1, -1):
             candidate = self.entities[position]
             if candidate.end > cue_start or candidate.label not in FINDING_LABELS:
                 continue
             if cue_start - candidate.end > self.max_gap:
                 return []
-            return [candidate, *self.coordinated_before(position, FINDING_LABELS)]
+            coordinated = self.coordinated_before(position, FINDING_LABELS, cross_anatomy=True)
+            return [candidate, *coordinated]
         return []
 
     def findings_starting_at(self, cursor: int) -> list[_Entity]:
-        """Findings after the cue: the first, across bridge words, and those linked to it."""
+        """Return the findings after the cue: the first across bridge words, then linked ones."""
         found: list[_Entity] = []
         for candidate in self.entities:
             if candidate.start < cursor:

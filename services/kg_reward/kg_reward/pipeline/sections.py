@@ -30,7 +30,6 @@ import srsly
 from spacy.attrs import IDX, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc, Span
-from spacy.util import ensure_path
 
 from kg_reward.pipeline.data import read_section_titles, resolve_annotations
 from kg_reward.pipeline.spans import doc_text
@@ -121,12 +120,12 @@ class ReportSentencizer:
         return doc
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        path = ensure_path(path)
+        path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_jsonl(path / "titles.jsonl", self.titles)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ReportSentencizer:
-        self.set_titles(srsly.read_jsonl(ensure_path(path) / "titles.jsonl"))
+        self.set_titles(srsly.read_jsonl(Path(path) / "titles.jsonl"))
         return self
 
 
@@ -164,9 +163,9 @@ class _HeaderIndex:
                 found.append(match)
             colon = text.find(":", colon + 1)
         if self._bare is not None:
-            for match in self._bare.finditer(text):
-                key = " ".join(_WORD_SPLIT.split(match.group(1).upper()))
-                found.append((match.start(1), match.end(1), self._bare_section[key]))
+            for bare in self._bare.finditer(text):
+                key = " ".join(_WORD_SPLIT.split(bare.group(1).upper()))
+                found.append((bare.start(1), bare.end(1), self._bare_section[key]))
         found.sort()
         return found
 
@@ -208,7 +207,7 @@ def _set_sentence_starts(doc: Doc, starts: set[int]) -> None:
         if index < len(doc):
             values[index, 0] = 1
     values[0, 0] = 1
-    doc.from_array([SENT_START], values.astype("uint64"))
+    doc.from_array([SENT_START], values.astype("uint64"))  # type: ignore[arg-type]
 
 
 def _close_sections(

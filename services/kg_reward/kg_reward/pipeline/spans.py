@@ -13,14 +13,16 @@ Match = tuple[int, int, int]
 
 def longest_first(matches: list[Match]) -> list[Match]:
     """Keep non-overlapping matches, longest first and then earliest, in text order."""
+    if len(matches) < 2:
+        return list(matches)
     ordered = sorted(matches, key=lambda m: (m[1] - m[2], m[1]))
-    taken: set[int] = set()
+    taken = bytearray(max(end for _, _, end in matches))
     kept = []
     for match in ordered:
         _, start, end = match
-        if any(position in taken for position in range(start, end)):
+        if 1 in taken[start:end]:
             continue
-        taken.update(range(start, end))
+        taken[start:end] = b"\x01" * (end - start)
         kept.append(match)
     kept.sort(key=lambda m: m[1])
     return kept
@@ -47,6 +49,9 @@ class SentenceIndex:
         return bisect.bisect_right(self.starts, token) - 1
 
 
+_ROWS_KEY = "kg_reward.entity_rows"
+
+
 class EntityRow(NamedTuple):
     """One entity of ``doc.ents`` read from the token arrays: token span, label, canonical."""
 
@@ -64,8 +69,14 @@ def entity_rows(doc: Doc) -> list[EntityRow]:
     """
     if not len(doc):
         return []
-    columns = doc.to_array([ENT_IOB, ENT_TYPE, ENT_ID]).T.tolist()
-    iob, types, ids = columns
+    array = doc.to_array([ENT_IOB, ENT_TYPE, ENT_ID])
+    # Three components read the entities of each doc; the rows are kept with the exact arrays
+    # they came from, so any change to doc.ents makes them stale and they are rebuilt.
+    fingerprint = array.tobytes()
+    cached = doc.user_data.get(_ROWS_KEY)
+    if cached is not None and cached[0] == fingerprint:
+        return list(cached[1])
+    iob, types, ids = array.T.tolist()
     strings = doc.vocab.strings
     rows = []
     start = -1
@@ -79,6 +90,7 @@ def entity_rows(doc: Doc) -> list[EntityRow]:
             start = position
     if start >= 0:
         rows.append(_row(strings, start, len(iob), types[start], ids[start]))
+    doc.user_data[_ROWS_KEY] = (fingerprint, tuple(rows))
     return rows
 
 

@@ -73,6 +73,8 @@ def tag_token_ids(tokenizer: Any) -> tuple[int, int]:
 
 def build_prompt(tokenizer: Any, record: dict[str, Any]) -> str:
     """Render the record's chat without the assistant turn, ending with the generation prompt."""
+    # NOTE: only text reaches the model, so a vision-language SFT model is mined on the
+    # question alone, without the record's image.
     messages = [message for message in record["messages"] if message["role"] != "assistant"]
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(

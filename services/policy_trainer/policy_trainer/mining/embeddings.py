@@ -55,10 +55,13 @@ def embed_images(
     """Embed image files; None or a missing file gives a zero row (similarity 0)."""
     if backend == "thumbnail":
         rows = [_thumbnail(path, size) if path is not None else None for path in paths]
+        if all(row is None for row in rows):
+            # One zero column is enough when no item has an image, and saves memory.
+            return np.zeros((len(paths), 1), dtype=np.float32)
         width = size * size
         return normalize_rows(np.stack([
             row if row is not None else np.zeros(width, dtype=np.float32) for row in rows
-        ]) if rows else np.zeros((0, width), dtype=np.float32))
+        ]))
     if backend == "biomedclip":
         return _biomedclip_images(paths, _local_dir(model_path, "image_model_path"))
     raise ConfigError(f"unknown image backend {backend!r}")
@@ -129,8 +132,9 @@ def _open_clip(path: Path) -> tuple[Any, Any, Any]:
             "backend 'biomedclip' needs the open_clip_torch package: pip install "
             "open_clip_torch, or use the tfidf and thumbnail backends"
         ) from error
-    # NOTE: "local-dir:" loads open_clip_config.json and weights from a folder
-    # (open_clip >= 2.27); older versions need the hf-hub cache layout instead.
+    # NOTE: untested here because open_clip is not installed. The "local-dir:" scheme
+    # reads open_clip_config.json and the weights from a folder; older open_clip releases
+    # lack it.
     model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{path}")
     tokenizer = open_clip.get_tokenizer(f"local-dir:{path}")
     model.eval()

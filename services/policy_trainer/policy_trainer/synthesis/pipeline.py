@@ -71,8 +71,9 @@ def synthesize(
                 timings["report_extraction_s"])
 
     # 2. Candidates with rationales quoted from the report.
-    rng = random.Random(config.seed)
-    builder = QuestionBuilder(config.kinds, rng)
+    # One generator per purpose, so that the split of reports does not depend on how many
+    # template choices came before it.
+    builder = QuestionBuilder(config.kinds, random.Random(f"{config.seed}:templates"))
     drafts: list[tuple[Candidate, str, Report, KnowledgeGraph]] = []
     for report, graph in zip(reports, graphs, strict=True):
         sentences = split_sentences(report.text)
@@ -125,8 +126,10 @@ def synthesize(
     # 5. Balance, split by report, write.
     before_balance = count_items(records)
     if config.balance_answers:
-        records = balance_yes_no(records, rng)
-    assignment = split_reports([r.report_id for r in reports], config.split_ratios, rng)
+        records = balance_yes_no(records, random.Random(f"{config.seed}:balance"))
+    assignment = split_reports(
+        [r.report_id for r in reports], config.split_ratios, random.Random(f"{config.seed}:split")
+    )
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     per_split = {}
@@ -174,6 +177,7 @@ def image_of(report: Report, config: SynthesizeConfig) -> str | None:
     """Return the image of the first view of the report, as a path or an image id."""
     if not report.images:
         return None
+    # NOTE: Open-i XML does not name the view, so the first image may be a lateral one.
     image = report.images[0]
     if config.image_dir:
         return str(Path(config.image_dir) / f"{image}{config.image_suffix}")

@@ -3,7 +3,7 @@
 Three kinds, as in the CheXPO-v2 data synthesis:
 
 - ``basic``: "Is there X?" for every finding or device the graph asserts. A present
-  mention answers ``yes``, a negated mention (``*_notpresent``) answers ``no``.
+  mention gives ``yes``, a negated mention (``*_notpresent``) gives ``no``.
 - ``region``: for a finding with a ``located_at`` relation, "Where is X?" (answer: the
   anatomy) and "Is there X in the R?" (``yes``). A negated located finding gives ``no``,
   and so does the anatomy of the other side ("left" <-> "right") when no mention of the
@@ -18,6 +18,8 @@ Rules that keep answers true to the graph:
   no yes/no answer, and a third answer class would unbalance the set.
 - A ``no`` answer needs every mention of that canonical finding in the report to be
   negated. A question asked twice in one report with different answers is dropped.
+- A present mention that follows a negation word in its clause ("no", "without") gives
+  no question, because it is more likely a negation the pipeline missed.
 
 Each candidate keeps the indices of the report sentences that mention its finding. Those
 sentences, in report order, become the rationale.
@@ -32,6 +34,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from kg_schema import Entity, KnowledgeGraph
 
@@ -50,15 +53,19 @@ _PRIOR_WORDS = re.compile(
     re.IGNORECASE,
 )
 _SIDES = {"left": "right", "right": "left"}
-# A present mention after one of these words in the same clause is more likely a missed
-# negation of the extraction pipeline than a finding ("No acute cardiopulmonary
-# abnormality"), so it gives no question.
+_BOTH_SIDES = frozenset({"bilateral", "both", "bibasilar", "biapical"})
+# Negation words for the missed-negation guard ("No acute cardiopulmonary abnormality"
+# extracted as a present abnormality), and the words that end the negation's clause.
 _NEGATION_CUE = re.compile(r"\b(no|without|negative for|free of|rather than)\b", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"\b(but|however|although|though|except)\b|;", re.IGNORECASE)
 
 BASIC_TEMPLATES = ("Is there {phrase}?", "Is there evidence of {phrase}?", "Is {phrase} seen?")
 WHERE_TEMPLATES = ("Where is the {phrase}?", "In which region is the {phrase}?")
 IN_REGION_TEMPLATES = ("Is there {phrase} in the {region}?",)
+# Regions that name only a side read better as a place than as an anatomy.
+SIDE_PHRASES = {"left": "on the left", "right": "on the right", "bilateral": "on both sides"}
+# One-word anatomy adjectives by their English suffix: pulmonary, hilar, apical, osseous.
+_ADJECTIVE_REGION = re.compile(r"[a-z]+(ary|ar|al|ic|ous)")
 COMPARISON_TEMPLATES = (
     "Compared with the prior study, is the {phrase} better, worse or unchanged?",
 )
@@ -71,6 +78,7 @@ class ChangeCue:
     cue: str
     direction: str
     applies_to: str
+    needs_prior_word: bool
     pattern: re.Pattern[str]
 
 
@@ -88,6 +96,9 @@ class Candidate:
     region: str | None = None
     source: str = "template"
     expected_triplets: tuple[tuple[str, str, str], ...] = field(default=())
+    # The question's meaning apart from its template wording, for example ("region",
+    # "pleural effusion", "left lower lobe"). Candidates with equal keys are one question.
+    key: tuple[str, ...] = field(default=())
 
 
 def load_change_cues() -> list[ChangeCue]:
@@ -99,6 +110,7 @@ def load_change_cues() -> list[ChangeCue]:
             cue=row["cue"],
             direction=row["direction"],
             applies_to=row["applies_to"],
+            needs_prior_word=row["needs_prior_word"] == "yes",
             pattern=re.compile(rf"\b{re.escape(row['cue'])}\b", re.IGNORECASE),
         )
         for row in rows
@@ -165,6 +177,7 @@ class QuestionBuilder:
                 finding=entity.canonical,
                 finding_label=entity.label,
                 sentences=_mention_sentences(graph, sentences, entity),
+                key=("basic", phrase),
             ))
         return candidates
 
@@ -175,15 +188,15 @@ class QuestionBuilder:
         findings: list[int],
     ) -> list[Candidate]:
         candidates = []
+        # "Where is X?" gathers every located present mention of X in the report.
+        where: dict[str, Candidate] = {}
         for index in findings:
             entity = graph.entities[index]
             regions = located_regions(graph, index)
-            if not regions:
+            position = sentence_index(sentences, entity.start)
+            if not regions or position is None:
                 continue
             phrase = finding_phrase(graph, index)
-            position = sentence_index(sentences, entity.start)
-            if position is None:
-                continue
             common = {
                 "report_id": report.report_id, "kind": "region", "finding": entity.canonical,
                 "finding_label": entity.label, "sentences": (position,),
@@ -194,28 +207,39 @@ class QuestionBuilder:
                 if _has_unnegated_mention(graph, entity):
                     continue
                 for region in regions:
-                    candidates.append(Candidate(
-                        **common, answer="no", region=region,
-                        question=self._in_region(phrase, region),
-                        expected_triplets=((entity.canonical, "located_at", region),),
+                    candidates.append(self._in_region(
+                        common, phrase, region, "no",
+                        ((entity.canonical, "located_at", region),),
                     ))
                 continue
 
-            candidates.append(Candidate(
-                **common, answer=", ".join(regions), expected_triplets=triplets,
-                question=self.rng.choice(WHERE_TEMPLATES).format(phrase=phrase),
-            ))
+            self._add_where(where, common, phrase, regions, triplets)
             for region in regions:
-                candidates.append(Candidate(
-                    **common, answer="yes", region=region,
-                    question=self._in_region(phrase, region),
-                    expected_triplets=((entity.canonical, "located_at", region),),
+                candidates.append(self._in_region(
+                    common, phrase, region, "yes", ((entity.canonical, "located_at", region),),
                 ))
             candidates += self._other_side(common, graph, entity, phrase, regions, triplets)
-        return candidates
+        return [*where.values(), *candidates]
+
+    def _add_where(
+        self, where: dict[str, Candidate], common: dict[str, Any], phrase: str,
+        regions: list[str], triplets: tuple[tuple[str, str, str], ...],
+    ) -> None:
+        known = where.get(phrase)
+        if known is None:
+            where[phrase] = Candidate(
+                **common, answer=", ".join(regions), expected_triplets=triplets,
+                question=self.rng.choice(WHERE_TEMPLATES).format(phrase=phrase),
+                key=("where", phrase),
+            )
+            return
+        merged = list(dict.fromkeys([*known.answer.split(", "), *regions]))
+        known.answer = ", ".join(merged)
+        known.sentences = tuple(sorted({*known.sentences, *common["sentences"]}))
+        known.expected_triplets = tuple(dict.fromkeys([*known.expected_triplets, *triplets]))
 
     def _other_side(
-        self, common: dict[str, object], graph: KnowledgeGraph, entity: Entity, phrase: str,
+        self, common: dict[str, Any], graph: KnowledgeGraph, entity: Entity, phrase: str,
         regions: list[str], triplets: tuple[tuple[str, str, str], ...],
     ) -> list[Candidate]:
         """Ask about the mirrored anatomy when the report places this finding on one side."""
@@ -227,14 +251,29 @@ class QuestionBuilder:
             mirrored = mirror_region(region)
             if mirrored is None:
                 continue
-            candidates.append(Candidate(
-                **common, answer="no", region=mirrored,  # type: ignore[arg-type]
-                question=self._in_region(phrase, mirrored), expected_triplets=triplets,
-            ))
+            candidates.append(self._in_region(common, phrase, mirrored, "no", triplets))
         return candidates
 
-    def _in_region(self, phrase: str, region: str) -> str:
-        return self.rng.choice(IN_REGION_TEMPLATES).format(phrase=phrase, region=region)
+    def _in_region(
+        self, common: dict[str, Any], phrase: str, region: str, answer: str,
+        triplets: tuple[tuple[str, str, str], ...],
+    ) -> Candidate:
+        """Build "Is there X in the R?" with the region in the form that reads naturally.
+
+        A bare side reads "on the left" or "on both sides", and a one-word adjective such as
+        "cardiopulmonary" goes before the finding ("acute cardiopulmonary abnormality").
+        """
+        finding = str(common["finding"])
+        if region in SIDE_PHRASES:
+            question = f"Is there {phrase} {SIDE_PHRASES[region]}?"
+        elif _ADJECTIVE_REGION.fullmatch(region) and phrase.endswith(finding):
+            question = f"Is there {phrase[: len(phrase) - len(finding)]}{region} {finding}?"
+        else:
+            question = self.rng.choice(IN_REGION_TEMPLATES).format(phrase=phrase, region=region)
+        return Candidate(
+            **common, answer=answer, region=region, question=question,
+            expected_triplets=triplets, key=("region", phrase, region),
+        )
 
     # -- comparison ------------------------------------------------------------------
 
@@ -245,9 +284,12 @@ class QuestionBuilder:
         present = {i for i in findings if not _is_negated(graph.entities[i])}
         candidates = []
         for position, sentence in enumerate(sentences):
-            if not report.has_prior and not _PRIOR_WORDS.search(sentence.text):
+            names_prior = _PRIOR_WORDS.search(sentence.text) is not None
+            if not (report.has_prior or names_prior):
                 continue
             for cue in self.cues:
+                if cue.needs_prior_word and not names_prior:
+                    continue
                 for match in cue.pattern.finditer(sentence.text):
                     target = _cue_target(graph, sentence, sentence.start + match.start())
                     if target is None or target not in present:
@@ -262,19 +304,20 @@ class QuestionBuilder:
                         ),
                         answer=cue.direction, finding=entity.canonical,
                         finding_label=entity.label, sentences=(position,),
+                        key=("comparison", finding_phrase(graph, target)),
                     ))
         return candidates
 
     # -- checks ----------------------------------------------------------------------
 
     def _drop_conflicts(self, candidates: list[Candidate]) -> list[Candidate]:
-        """Keep one candidate per question; drop questions that got different answers."""
-        answers: dict[str, set[str]] = {}
+        """Keep one candidate per question key; drop keys that got different answers."""
+        answers: dict[tuple[str, ...], set[str]] = {}
         for candidate in candidates:
-            answers.setdefault(candidate.question.lower(), set()).add(candidate.answer)
-        kept: dict[str, Candidate] = {}
+            answers.setdefault(candidate.key, set()).add(candidate.answer)
+        kept: dict[tuple[str, ...], Candidate] = {}
         for candidate in candidates:
-            key = candidate.question.lower()
+            key = candidate.key
             if len(answers[key]) > 1:
                 continue
             if key in kept:
@@ -361,17 +404,23 @@ def mirror_region(region: str) -> str | None:
 def _finding_sides(graph: KnowledgeGraph, canonical: str) -> set[str] | None:
     """Return the sides of all non-negated located mentions of ``canonical``.
 
-    None means that some mention lies at an anatomy without a side, or is bilateral, so
-    no side can be ruled out.
+    None means that some mention lies at an anatomy without a side, or on both sides
+    (a "bilateral" anatomy or modifier), so no side can be ruled out.
     """
     sides: set[str] = set()
     for index, entity in enumerate(graph.entities):
         if entity.canonical != canonical or _is_negated(entity):
             continue
+        modifiers = {
+            graph.entities[relation.head].canonical.lower() for relation in graph.relations
+            if relation.type == "modify" and relation.tail == index
+        }
+        if modifiers & _BOTH_SIDES:
+            return None
         for region in located_regions(graph, index):
             words = set(region.split())
             named = words & set(_SIDES)
-            if len(named) != 1 or "bilateral" in words:
+            if len(named) != 1 or words & _BOTH_SIDES:
                 return None
             sides |= named
     return sides
