@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from kg_reward import cli
 from kg_reward.extraction import MAX_TEXT_CHARS, Extractor
 

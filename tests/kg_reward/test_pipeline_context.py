@@ -126,3 +126,10 @@ def test_context_termination_cue_governs_nothing(extractor: Extractor) -> None:
 
 def test_context_unlikely_is_negation(extractor: Extractor) -> None:
     assert status(extractor, "Pulmonary edema is unlikely.")["pulmonary edema"][1] == "absent"
+
+
+def test_context_negation_stops_at_new_clause(extractor: Extractor) -> None:
+    found = status(extractor, "There is no pleural effusion and the heart is enlarged.")
+
+    assert found["pleural effusion"][1] == "absent"
+    assert found["enlargement"][1] == "present"

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -219,3 +222,29 @@ def test_grpo_resume_continues_from_last_checkpoint(
         entry["step"] for entry in state["log_history"] if "rewards/answer/mean" in entry
     ]
     assert steps_logged == list(range(1, STEPS + 2))
+
+
+def test_grpo_two_cpu_processes_share_steps(
+    sft_run_dir: Path, reward_server_url: str, tmp_path: Path
+) -> None:
+    # torchrun starts two DDP processes on CPU (gloo), as accelerate launch does per GPU.
+    output_dir = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "policy_trainer.cli", "grpo",
+        "--model_path", str(sft_run_dir / "final"),
+        "--train_file", str(Path(__file__).parent / "data" / "chat_records.jsonl"),
+        "--output_dir", str(output_dir), "--reward_urls", f"[{reward_server_url}]",
+        "--num_generations", "4", "--per_device_train_batch_size", "4",
+        "--max_completion_length", "16", "--max_steps", "2", "--lora_r", "8",
+        "--use_cpu", "true",
+    ]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    rows = read_rows(output_dir)
+    # Each step holds one group of 4 completions from each of the two processes.
+    assert Counter(row["step"] for row in rows) == {1: 8, 2: 8}
+    assert len({row["id"] for row in rows if row["step"] == 1}) == 2
+    assert (output_dir / "final" / "model.safetensors").is_file()

@@ -49,10 +49,12 @@ def test_match_counts_empty_is_none() -> None:
     assert report.MatchCounts().recall is None
 
 
-def test_flatten_metrics_skips_null_and_keeps_ints() -> None:
+def test_flatten_metrics_keeps_null_and_ints() -> None:
     flat = report.flatten_metrics({"answer_accuracy": 0.5, "entity_recall": None,
-                                   "n_items": 12, "entity_counts": {"matched": 3}})
-    assert flat == {"answer_accuracy": 0.5, "n_items": 12, "entity_counts.matched": 3}
+                                   "n_items": 12, "entity_counts": {"matched": 3},
+                                   "model_path": "runs/x"})
+    assert flat == {"answer_accuracy": 0.5, "entity_recall": None, "n_items": 12,
+                    "entity_counts.matched": 3}
     assert isinstance(flat["n_items"], int)
 
 
@@ -65,8 +67,9 @@ def test_results_table_shows_change() -> None:
 
 
 def test_results_table_missing_value_is_na() -> None:
-    table = report.results_table({"entity_recall": 0.1}, {})
+    table = report.results_table({"entity_recall": 0.1, "relation_precision": None}, {})
     assert "| entity_recall | 0.1000 | n/a | n/a |" in table
+    assert "| relation_precision | n/a | n/a | n/a |" in table
 
 
 def test_step_reward_means_skip_failed_rewards() -> None:
@@ -120,7 +123,8 @@ def test_write_report_writes_table_and_plots(tmp_path: Path) -> None:
     inputs = report.ReportInputs(
         run_dir=tmp_path, scale="tiny", reward_url="http://127.0.0.1:1",
         stage_seconds={"sft": 3.0, "grpo": 4.0},
-        sft_metrics={"answer_accuracy": 0.25}, grpo_metrics={"answer_accuracy": 0.5},
+        sft_metrics={"answer_accuracy": 0.25, "relation_precision": None},
+        grpo_metrics={"answer_accuracy": 0.5, "relation_precision": 0.5},
         completions=[{"step": 1, "reward": 0.5, "answer": 0.0, "entity": 1.0,
                       "relation": 0.0}],
         step_matching=[matching],

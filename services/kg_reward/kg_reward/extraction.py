@@ -36,6 +36,7 @@ from kg_reward.errors import InputError, TextTooLongError
 
 # kg_reward.pipeline imports spaCy with torch hidden (kg_reward.spacy_import), so this module
 # imports spaCy only through it.
+from kg_reward.pipeline.entities import normalize_surface
 from kg_reward.pipeline.spans import doc_text, entity_rows, remember_text, token_offsets
 
 if TYPE_CHECKING:
@@ -159,7 +160,8 @@ class Extractor:
         skipped = self._skipped_token_ranges(doc)
         assertions = doc._.assertions or {}
         offsets, lengths = token_offsets(doc)
-        kept: dict[int, int] = {}
+        # Position in doc.ents -> position in the graph, which leaves out skipped sections.
+        graph_index: dict[int, int] = {}
         entities: list[_EntityRow] = []
         for position, (start, end, kind, canonical) in enumerate(entity_rows(doc)):
             if skipped and any(first <= start < last for first, last in skipped):
@@ -169,14 +171,21 @@ class Extractor:
             start_char = offsets[start]
             end_char = offsets[end - 1] + lengths[end - 1]
             surface = original[start_char:end_char]
-            kept[position] = len(entities)
+            graph_index[position] = len(entities)
             entities.append(
-                (surface, start_char, end_char, label, canonical or surface.lower(), assertion)
+                (
+                    surface,
+                    start_char,
+                    end_char,
+                    label,
+                    canonical or normalize_surface(surface),
+                    assertion,
+                )
             )
         relations = tuple(
-            (kept[head], kept[tail], kind)
+            (graph_index[head], graph_index[tail], kind)
             for head, tail, kind in doc._.relations or ()
-            if head in kept and tail in kept
+            if head in graph_index and tail in graph_index
         )
         return tuple(entities), relations
 

@@ -323,6 +323,7 @@ def run_grpo(config: GRPOStageConfig, callbacks: Sequence[Any] = ()) -> Path:
     # 1. Policy: the SFT model with fresh adapters; the adapter-free model is the reference.
     model_dir = models.resolve_model_path(config.model_path, config.model_cache_dir)
     is_vlm = vision.is_vision_language_model(model_dir)
+    tokenizer: Any  # a tokenizer, or a processor for a vision-language model
     if is_vlm:
         # The processor takes the tokenizer's place; it also turns images into pixels.
         model, tokenizer, tag_ids = vision.load_vision_policy(

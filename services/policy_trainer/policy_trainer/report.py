@@ -109,17 +109,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
     """Return the numeric leaves of a metrics mapping, nested keys joined with dots.
 
-    Integers stay ``int`` so that the table prints counts without decimals.
+    Integers stay ``int`` so that the table prints counts without decimals. A null (a
+    metric with an empty denominator, such as precision without any predicted item) stays
+    ``None`` and shows as n/a.
     """
-    flat: dict[str, float] = {}
+    flat: dict[str, float | None] = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)):
+        if value is None:
+            flat[name] = None
+        elif isinstance(value, (int, float)):
             if math.isfinite(value):
                 flat[name] = value
         elif isinstance(value, Mapping):
@@ -127,7 +131,7 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     return flat
 
 
-def ordered_metric_names(*metric_sets: Mapping[str, float]) -> list[str]:
+def ordered_metric_names(*metric_sets: Mapping[str, float | None]) -> list[str]:
     """Order metric names: the preferred ones first, then the rest alphabetically."""
     names = set().union(*(set(metrics) for metrics in metric_sets))
     first = [name for name in PREFERRED_METRICS if name in names]
@@ -315,19 +319,23 @@ def plot_precision_recall_per_step(steps: Sequence[StepMatching], path: Path) ->
     return path
 
 
-def plot_sft_vs_grpo(sft: Mapping[str, float], grpo: Mapping[str, float], path: Path) -> Path:
-    """Draw grouped bars of the SFT and GRPO metrics that are rates in [0, 1]."""
+def plot_sft_vs_grpo(sft: Mapping[str, float | None], grpo: Mapping[str, float | None],
+                     path: Path) -> Path:
+    """Draw grouped bars of the SFT and GRPO metrics that are rates in [0, 1].
+
+    A metric that is null for one model is drawn as 0 for it.
+    """
     plt = _pyplot()
     names = [name for name in ordered_metric_names(sft, grpo)
-             if all(0.0 <= metrics.get(name, 0.0) <= 1.0 for metrics in (sft, grpo))
+             if all(0.0 <= (metrics.get(name) or 0.0) <= 1.0 for metrics in (sft, grpo))
              and name not in COUNT_METRICS and "counts." not in name
              and "seconds" not in name]
     positions = range(len(names))
     width = 0.4
     figure, axes = plt.subplots(figsize=(max(6, 1.1 * len(names)), 4))
-    axes.bar([x - width / 2 for x in positions], [sft.get(n, 0.0) for n in names], width,
+    axes.bar([x - width / 2 for x in positions], [sft.get(n) or 0.0 for n in names], width,
              label="SFT")
-    axes.bar([x + width / 2 for x in positions], [grpo.get(n, 0.0) for n in names], width,
+    axes.bar([x + width / 2 for x in positions], [grpo.get(n) or 0.0 for n in names], width,
              label="GRPO")
     axes.set_xticks(list(positions))
     axes.set_xticklabels([name.replace("_", "\n") for name in names], fontsize=8)
@@ -343,7 +351,7 @@ def plot_sft_vs_grpo(sft: Mapping[str, float], grpo: Mapping[str, float], path: 
 # --- the Markdown page --------------------------------------------------------------
 
 
-def results_table(sft: Mapping[str, float], grpo: Mapping[str, float]) -> str:
+def results_table(sft: Mapping[str, float | None], grpo: Mapping[str, float | None]) -> str:
     """Return a Markdown table with one row per metric: SFT, GRPO and the change."""
     lines = ["| metric | SFT | GRPO | change |", "|---|---:|---:|---:|"]
     for name in ordered_metric_names(sft, grpo):
@@ -385,7 +393,8 @@ def write_report(inputs: ReportInputs) -> Path:
     return path
 
 
-def _render(inputs: ReportInputs, sft: Mapping[str, float], grpo: Mapping[str, float],
+def _render(inputs: ReportInputs, sft: Mapping[str, float | None],
+            grpo: Mapping[str, float | None],
             means: Mapping[str, Sequence[tuple[int, float]]], plots: Mapping[str, Path]) -> str:
     total = sum(inputs.stage_seconds.values())
     timing_rows = "\n".join(f"| {stage} | {seconds:.0f} |"

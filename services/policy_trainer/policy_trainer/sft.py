@@ -83,6 +83,7 @@ def run_sft(config: SFTStageConfig) -> Path:
     # 1. Base model with the tag tokens; untied so that lm_head can train on its own.
     model_dir = models.resolve_model_path(config.model_path, config.model_cache_dir)
     is_vlm = vision.is_vision_language_model(model_dir)
+    tokenizer: Any  # a tokenizer, or a processor for a vision-language model
     if is_vlm:
         # The processor takes the tokenizer's place; it also turns images into pixels.
         model, tokenizer, tag_ids = vision.load_vision_policy(

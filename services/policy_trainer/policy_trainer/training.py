@@ -62,6 +62,12 @@ class TrainingFields:
     mixed_precision: MixedPrecision = field(
         default="no", metadata={"help": "Autocast on GPU: no, bf16 or fp16. Use no on CPU."}
     )
+    use_cpu: bool = field(
+        default=False,
+        metadata={"help": "Train on CPU even when a GPU is present. Also needed for several "
+                          "CPU processes under torchrun, which transformers otherwise runs as "
+                          "independent single-process jobs."},
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "Recompute activations in backward to save memory."}
     )
@@ -112,6 +118,7 @@ def trainer_arguments(fields: TrainingFields) -> dict[str, Any]:
         "data_seed": fields.seed,
         "bf16": fields.mixed_precision == "bf16",
         "fp16": fields.mixed_precision == "fp16",
+        "use_cpu": fields.use_cpu,
         "gradient_checkpointing": fields.gradient_checkpointing,
         "report_to": list(fields.report_to),
         "disable_tqdm": True,

@@ -1,7 +1,8 @@
-"""Fixtures of the service tests: one loaded pipeline and in-process apps built on it.
+"""Fixtures of the service tests: in-process apps built on the shared pipeline.
 
-In-process apps (``make_client``) run the real pipeline through ``fastapi.testclient``;
-the tests marked slow use the real ``kg-reward serve`` from ``tests/conftest.py``.
+In-process apps (``make_client``) run the real pipeline (the session ``extractor`` of
+``tests/kg_reward/conftest.py``) through ``fastapi.testclient``; the tests marked slow use
+the real ``kg-reward serve`` from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import kg_reward
 import pytest
 from fastapi.testclient import TestClient
 from kg_reward.extraction import Extractor
@@ -26,13 +26,6 @@ GOOD = (
     "size is normal.</think><answer>Yes</answer>"
 )
 BAD = "<think>The lungs are clear. Cardiomegaly is present.</think><answer>no</answer>"
-
-
-@pytest.fixture(scope="session")
-def extractor() -> Extractor:
-    loaded = kg_reward.load()
-    loaded.cache_size = 0
-    return loaded
 
 
 @pytest.fixture

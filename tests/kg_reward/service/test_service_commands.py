@@ -160,3 +160,10 @@ def test_load_scorer_reads_saved_pipeline(extractor, tmp_path):
 
     assert scorer.cache.max_size == 3
     assert scorer.score(items).rewards == RewardScorer(extractor).score(items).rewards
+
+
+def test_serve_command_missing_metrics_dir_exits_2(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "none"))
+
+    assert main(["serve", "--workers", "2"]) == 2
+    assert "PROMETHEUS_MULTIPROC_DIR" in capsys.readouterr().err

@@ -35,13 +35,15 @@ def test_live_score_in_item_order(reward_server_url):
 
 
 def test_live_requests_reach_both_workers(reward_server):
-    post_concurrently(reward_server.url, requests=24, items=2)
+    # Which worker accepts a connection is up to the kernel, so allow up to three rounds.
+    line = re.compile(r"\[(\d+)\] kg_reward\.service\.middleware: \S+ method=POST")
+    pids: set[str] = set()
+    for _ in range(3):
+        post_concurrently(reward_server.url, requests=24, items=2)
+        pids = set(line.findall(reward_server.log_text()))
+        if len(pids) == 2:
+            break
 
-    pids = set(
-        re.findall(
-            r"\[(\d+)\] kg_reward\.service\.middleware: \S+ method=POST", reward_server.log_text()
-        )
-    )
     assert len(pids) == 2
 
 
@@ -80,10 +82,13 @@ def test_live_metrics_sum_workers(reward_server_url):
     name = 'kg_reward_items_total{route="/score"}'
     before = _sample(httpx.get(f"{reward_server_url}/metrics", timeout=10).text, name)
     post_concurrently(reward_server_url, requests=16, items=3)
-    after = _sample(httpx.get(f"{reward_server_url}/metrics", timeout=10).text, name)
+    after = [
+        _sample(httpx.get(f"{reward_server_url}/metrics", timeout=10).text, name) for _ in range(6)
+    ]
 
-    # The requests went to both workers; one scrape must still count all of their items.
-    assert after - before == 48
+    # The requests went to both workers, and scrapes on new connections reach either one;
+    # every scrape must count the items of both.
+    assert [total - before for total in after] == [48] * 6
 
 
 def test_live_bad_input_status_codes(reward_server_url):

@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = statistics.mean(len(item["completion"].split()) for item in batches[0])
     print(f"completion length: {words:.0f} words on average (tags included)")
 
-    # Steps 2-4: in-process, then HTTP with 1 and 2 workers, each with cache on and off.
+    # Steps 2-4: in-process beside one worker, then two workers, each with cache on and off.
     import kg_reward
 
     extractor = kg_reward.load()

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         )
         raise CommandError(f"invalid settings: {problems}") from error
 
-    # uvicorn exits with status 0 when workers fail to start, so check the path up front.
+    # With several workers, uvicorn (0.55) exits with status 0 when they fail to start, so
+    # the path is checked up front.
     if settings.pipeline_path is not None and not (settings.pipeline_path / "config.cfg").is_file():
         raise CommandError(
             f"KG_REWARD_PIPELINE_PATH={settings.pipeline_path} is not a saved pipeline "
@@ -92,6 +93,11 @@ def _prepare_metrics_dir(workers: int) -> Path | None:
     """
     existing = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if existing:
+        if not Path(existing).is_dir():
+            raise CommandError(
+                f"PROMETHEUS_MULTIPROC_DIR={existing} is not a directory; create it or unset "
+                "the variable"
+            )
         for stale in Path(existing).glob("*.db"):
             stale.unlink()
         return None

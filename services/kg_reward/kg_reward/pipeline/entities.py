@@ -20,7 +20,8 @@ A lexicon entry is one JSON object per line::
 
 Overlapping matches resolve to the longest, then the earliest, so "left lower lobe" wins over
 "lobe" and "pleural effusion" over "effusion". Entities land in ``doc.ents`` with the canonical
-name as ``ent_id_``; entries with an ``assertion`` set ``span._.assertion``.
+name as ``ent_id_`` (empty for entries without one: the extractor then normalizes the surface
+text); entries with an ``assertion`` set ``span._.assertion``.
 """
 
 from __future__ import annotations
@@ -238,6 +239,8 @@ class LexiconEntityRecognizer:
     def _key(self, label: str, canonical: str | None, assertion: str | None) -> str:
         key = f"{label}|{canonical or ''}|{assertion or ''}"
         label_hash = self.vocab.strings.add(label)
+        if canonical is not None:
+            self.vocab.strings.add(canonical)
         self._info[self.vocab.strings.add(key)] = EntryInfo(label, label_hash, canonical, assertion)
         return key
 
@@ -258,11 +261,13 @@ class LexiconEntityRecognizer:
             if headers and any(first <= start < after for first, after in headers):
                 continue
             info = self._info[match_id]
-            canonical = info.canonical or normalize_surface(doc[start:end].text)
             columns[start, 0] = 3  # B: begins an entity
             columns[start + 1 : end, 0] = 1  # I: inside it
             columns[start:end, 1] = info.label_hash
-            columns[start:end, 2] = strings.add(canonical)
+            # Entries without a canonical name (measurements) get no id: adding every new
+            # surface text to the StringStore would grow it for the life of a server.
+            if info.canonical is not None:
+                columns[start:end, 2] = strings[info.canonical]
             if info.assertion is not None:
                 assertions[(start, end)] = info.assertion
         if len(doc):

@@ -389,6 +389,8 @@ class _SentenceRelations:
             candidate = self.entities[earlier]
             if not self.gap(candidate.end, cursor, "link"):
                 break
+            if candidate.end == cursor and candidate.label not in MODIFIER_LABELS:
+                break  # adjacent terms form one phrase ("right pleural effusion")
             if candidate.label in labels:
                 found.append(candidate)
             elif candidate.label == "anatomy" and not cross_anatomy:

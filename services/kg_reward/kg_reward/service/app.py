@@ -95,7 +95,7 @@ def load_scorer(settings: Settings) -> RewardScorer:
     # text cache, so that KG_REWARD_CACHE_SIZE=0 really turns caching off.
     extractor.cache_size = 0
     logger.info(
-        "worker %d loaded the pipeline (%s) in %.1f s",
+        "process %d loaded the pipeline (%s) in %.1f s",
         os.getpid(),
         settings.pipeline_path or "packaged",
         time.perf_counter() - started,

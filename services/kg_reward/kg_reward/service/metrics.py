@@ -3,8 +3,9 @@
 With several uvicorn workers, ``kg-reward serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before
 the workers start, so every worker writes its samples to files there and ``/metrics``
 sums all workers, whichever worker serves the scrape. Without that variable (one
-worker, or the app run in-process) the samples are those of the answering process.
-The variable must be set before ``prometheus_client`` is first imported.
+worker, the app run in-process, or ``uvicorn --workers N`` started by hand) each scrape
+shows only the worker that serves it. The variable must be set before
+``prometheus_client`` is first imported.
 """
 
 from __future__ import annotations
