@@ -128,9 +128,11 @@ def test_write_report_writes_table_and_plots(tmp_path: Path) -> None:
         completions=[{"step": 1, "reward": 0.5, "answer": 0.0, "entity": 1.0,
                       "relation": 0.0}],
         step_matching=[matching],
+        settings={"grpo": {"max_steps": 3, "num_generations": 2}},
     )
     path = report.write_report(inputs)
     text = path.read_text()
+    assert "| grpo | max_steps=3, num_generations=2 |" in text
     assert "| answer_accuracy | 0.2500 | 0.5000 | +0.2500 |" in text
     assert "| total | 7 |" in text
     for name in ("sft_vs_grpo.png", "rewards_per_step.png", "precision_recall_per_step.png"):

@@ -142,7 +142,7 @@ def test_grpo_cli_resume_without_checkpoint_exits_2(
     code, err = run_cli(capsys, "grpo", "--train_file", str(RECORDS), "--output_dir",
                         str(tmp_path), "--resume", "true")
     assert code == 2
-    assert "holds no checkpoint-N folder" in err
+    assert "contains no checkpoint-N folder" in err
 
 
 def test_read_records_names_bad_line(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Reading the chat-format JSONL records of ``policy-trainer synthesize`` for training.
 
-A record holds ``messages`` (system?, user, assistant), where the assistant turn is
+A record contains ``messages`` (system?, user, assistant), where the assistant turn is
 ``<think>rationale</think><answer>answer</answer>``, plus ``rationale``, ``answer``, ``id``
 and optionally ``image``. ``read_records`` checks each line; ``sft_rows`` and
 ``prompt_rows`` turn the records into the rows TRL's SFT and GRPO trainers take, and
@@ -43,7 +43,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             _check_record(record, f"{path}:{number}")
             records.append(record)
     if not records:
-        raise DataError(f"data file {path} holds no records")
+        raise DataError(f"data file {path} contains no records")
     return records
 
 

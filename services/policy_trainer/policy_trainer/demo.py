@@ -458,8 +458,31 @@ def build_report(paths: RunPaths, scale: Scale, reward_url: str,
         grpo_metrics=_read_json(paths.root / "eval" / "grpo.json"),
         completions=completions,
         step_matching=step_matching,
+        settings=_shown_settings(paths),
     )
     return report.write_report(inputs)
+
+
+# Config fields shown in the report's settings table, per stage config file.
+SHOWN_SETTINGS = {
+    "synthesize": ("max_reports",),
+    "sft": ("model_path", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+            "learning_rate"),
+    "mine": ("sample_fraction", "sigma", "sizes"),
+    "grpo": ("max_steps", "num_generations", "per_device_train_batch_size",
+             "max_completion_length", "beta", "reward_weights", "learning_rate"),
+    "evaluate-grpo": ("limit", "max_new_tokens"),
+}
+
+
+def _shown_settings(paths: RunPaths) -> dict[str, dict[str, Any]]:
+    shown: dict[str, dict[str, Any]] = {}
+    for stage, names in SHOWN_SETTINGS.items():
+        path = paths.configs / f"{stage}.yaml"
+        if path.is_file():
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            shown[stage] = {name: values[name] for name in names if name in values}
+    return shown
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -94,6 +94,8 @@ class ReportInputs:
     grpo_metrics: Mapping[str, Any]
     completions: Sequence[Mapping[str, Any]]
     step_matching: Sequence[StepMatching]
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Config values worth showing, per stage (the run's configs/ folder has them all)."""
 
 
 # --- reading the stage outputs ------------------------------------------------------
@@ -404,6 +406,8 @@ def _render(inputs: ReportInputs, sft: Mapping[str, float | None],
         f"# kg-reward demo report ({inputs.scale} scale)",
         f"Run folder `{inputs.run_dir}`; rewards from {inputs.reward_url}. Every stage's "
         "settings are in `configs/`, its output in `logs/`.",
+        "## Settings",
+        _settings_table(inputs.settings),
         "## Results on the held-out test split",
         results_table(sft, grpo),
         f"![SFT vs GRPO]({_relative(plots['comparison'], inputs.run_dir)})",
@@ -431,6 +435,14 @@ def _render(inputs: ReportInputs, sft: Mapping[str, float | None],
         "| stage | seconds |\n|---|---:|\n" + timing_rows + f"\n| total | {total:.0f} |",
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _settings_table(settings: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = ["| stage | settings |", "|---|---|"]
+    for stage, values in settings.items():
+        text = ", ".join(f"{key}={value}" for key, value in values.items())
+        lines.append(f"| {stage} | {text} |")
+    return "\n".join(lines)
 
 
 def _first_last_table(first: Mapping[str, float], last: Mapping[str, float]) -> str:

@@ -1,6 +1,6 @@
 """Fields and helpers shared by the training stages (SFT and GRPO).
 
-``TrainingFields`` holds what both stages pass to their TRL config; ``trainer_arguments``
+``TrainingFields`` contains what both stages pass to their TRL config; ``trainer_arguments``
 maps it onto the keyword arguments of ``transformers.TrainingArguments`` that TRL's
 ``SFTConfig`` and ``GRPOConfig`` extend.
 """
@@ -128,7 +128,7 @@ def trainer_arguments(fields: TrainingFields) -> dict[str, Any]:
 def resume_checkpoint(fields: TrainingFields) -> Path | None:
     """Return the checkpoint to resume from, or None when ``resume`` is off.
 
-    Raises ConfigError when ``resume`` is on but ``output_dir`` holds no checkpoint, so
+    Raises ConfigError when ``resume`` is on but ``output_dir`` contains no checkpoint, so
     a typo in output_dir does not silently start a new run.
     """
     if not fields.resume:
@@ -136,7 +136,7 @@ def resume_checkpoint(fields: TrainingFields) -> Path | None:
     checkpoint = last_checkpoint(fields.output_dir)
     if checkpoint is None:
         raise ConfigError(
-            f"resume is set but {fields.output_dir} holds no {CHECKPOINT_PREFIX}N folder; "
+            f"resume is set but {fields.output_dir} contains no {CHECKPOINT_PREFIX}N folder; "
             f"check output_dir or drop --resume to start a new run"
         )
     logger.info("Resuming from %s", checkpoint)

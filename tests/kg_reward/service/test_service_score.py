@@ -137,17 +137,17 @@ def test_extract_empty_batch(client):
 
 def test_score_batch_runs_one_pipeline_pass(client, item, samples, extractor, monkeypatch):
     calls = []
-    original_pipe = extractor.nlp.pipe
+    original_extract = extractor.extract
 
-    def counting_pipe(texts, **kwargs):
+    def counting_extract(texts, **kwargs):
         texts = list(texts)
         calls.append(len(texts))
-        return original_pipe(texts, **kwargs)
+        return original_extract(texts, **kwargs)
 
-    monkeypatch.setattr(extractor.nlp, "pipe", counting_pipe)
+    monkeypatch.setattr(extractor, "extract", counting_extract)
     other = "<think>Cardiomegaly. Clear lungs.</think><answer>no</answer>"
     items = [item(samples["good"]), item(samples["bad"]), item(samples["bad"], reference=other)]
     client.post("/score", json={"items": items})
 
-    # Two distinct completions and two distinct references, all in one nlp.pipe call.
+    # Two distinct completions and two distinct references, all in one extract call.
     assert calls == [4]

@@ -21,6 +21,7 @@ Rules, applied per sentence to entities whose label is in ``target_labels``:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ class AssertionDetector:
             for match_id, start, end in longest_first(self._matcher(doc))
         ]
         sentences = SentenceIndex(doc) if cues else None
+        cue_starts = [cue[0] for cue in cues]
         for start, end, label, _canonical in entities:
             if assertions.get((start, end)) is not None:
                 continue
@@ -112,7 +114,11 @@ class AssertionDetector:
                 assertions[(start, end)] = "present"
                 continue
             bounds = sentences.bounds(start)
-            assertions[(start, end)] = self._assertion_of(start, end, cues, bounds)
+            # Only cues that start in the entity's sentence can govern or block it, and a long
+            # text has many sentences: look at those cues only.
+            first = bisect.bisect_left(cue_starts, bounds[0])
+            last = bisect.bisect_left(cue_starts, bounds[1], first)
+            assertions[(start, end)] = self._assertion_of(start, end, cues[first:last], bounds)
         return doc
 
     def _assertion_of(

@@ -30,6 +30,7 @@ indices into ``doc.ents``.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,8 +143,15 @@ class RelationExtractor:
                 for match_id, start, end in longest_first(self._matcher(doc))
             ]
             lowers = doc.to_array(LOWER).tolist()
-            for group in _group_by_sentence(entities, SentenceIndex(doc)):
-                _SentenceRelations(self, lowers, group, cues, relations).run()
+            sentences = SentenceIndex(doc)
+            cue_starts = [cue[0] for cue in cues]
+            for group in _group_by_sentence(entities, sentences):
+                # The rules use the cues that start in the group's sentence: a cue in a later
+                # sentence lies past every entity of the group and yields nothing.
+                sentence_start, sentence_end = sentences.bounds(group[0].start)
+                first = bisect.bisect_left(cue_starts, sentence_start)
+                last = bisect.bisect_left(cue_starts, sentence_end, first)
+                _SentenceRelations(self, lowers, group, cues[first:last], relations).run()
         doc._.relations = sorted(relations)
         return doc
 

@@ -36,12 +36,15 @@ from kg_reward.pipeline.spans import doc_text
 
 # Tokens that end with a point but do not end a sentence; the match is on the lowercased word.
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "approx", "dr", "cf", "fig"})
+_ABBREVIATION_ENDS = frozenset(abbreviation[-1] for abbreviation in _ABBREVIATIONS)
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n[ \t]*\n")
 _LIST_ITEM = re.compile(
     r"(?:^|(?<=\n)|(?<=[.!?:]\s))[ \t]*(\d{1,2})[.)][ \t]+(?=\S)"
     # Inline items ("disease 2. Stable") need a capital letter after the marker.
     r"|(?<=\s)(\d{1,2})[.)][ \t]+(?=[A-Z])"
 )
+# Every list item contains this.
+_LIST_MARKER = re.compile(r"\d[.)][ \t]")
 _WORD_BEFORE = re.compile(r"([A-Za-z.]+)$")
 
 UNNAMED_SECTION = "report"
@@ -106,7 +109,10 @@ class ReportSentencizer:
             sections.append((first, after, name))
 
         list_points = set()
-        for match in _LIST_ITEM.finditer(text):
+        # The list item expression has no literal start, so it is slow to scan for; most texts
+        # have no "1." or "2)" followed by a space at all.
+        items = _LIST_ITEM.finditer(text) if _LIST_MARKER.search(text) else ()
+        for match in items:
             number = 1 if match.group(1) is not None else 2
             starts.add(_token_at(token_starts, match.start(number)))
             list_points.add(match.end(number))
@@ -197,6 +203,8 @@ def _token_at(token_starts: list[int], char: int) -> int:
 
 
 def _is_abbreviation(text: str, point: int) -> bool:
+    if not point or text[point - 1].lower() not in _ABBREVIATION_ENDS:
+        return False
     match = _WORD_BEFORE.search(text, max(0, point - 8), point)
     return match is not None and match.group(1).lower() in _ABBREVIATIONS
 
