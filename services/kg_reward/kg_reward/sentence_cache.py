@@ -105,7 +105,9 @@ class SentenceExtractor:
         length = len(doc)
         if not length:
             return []
-        starts, offsets, lengths = doc.to_array([SENT_START, IDX, LENGTH]).T.tolist()
+        array = doc.to_array([SENT_START, IDX, LENGTH])
+        starts = numpy.flatnonzero(array[:, 0] == 1).tolist()
+        offsets, lengths = array[:, 1:].T.tolist()
         text = doc_text(doc)
         dropped = bytearray(length)
         for first, end, name, header_end in doc._.sections or ():
@@ -113,7 +115,7 @@ class SentenceExtractor:
                 dropped[first:end] = b"\x01" * (end - first)
             elif header_end > first:
                 dropped[first:header_end] = b"\x01" * (header_end - first)
-        boundaries = [i for i, flag in enumerate(starts) if flag == 1 or i == 0]
+        boundaries = starts if starts and starts[0] == 0 else [0, *starts]
         boundaries.append(length)
         plan = []
         for first, end in zip(boundaries, boundaries[1:], strict=False):

@@ -78,6 +78,7 @@ class EntryInfo:
     label: str
     label_hash: int
     canonical: str | None
+    canonical_hash: int
     assertion: str | None
 
 
@@ -239,9 +240,10 @@ class LexiconEntityRecognizer:
     def _key(self, label: str, canonical: str | None, assertion: str | None) -> str:
         key = f"{label}|{canonical or ''}|{assertion or ''}"
         label_hash = self.vocab.strings.add(label)
-        if canonical is not None:
-            self.vocab.strings.add(canonical)
-        self._info[self.vocab.strings.add(key)] = EntryInfo(label, label_hash, canonical, assertion)
+        canonical_hash = 0 if canonical is None else self.vocab.strings.add(canonical)
+        self._info[self.vocab.strings.add(key)] = EntryInfo(
+            label, label_hash, canonical, canonical_hash, assertion
+        )
         return key
 
     def __call__(self, doc: Doc) -> Doc:
@@ -252,25 +254,26 @@ class LexiconEntityRecognizer:
             matches += _regex_matches(doc, self._regexes)
         # Entities are written as IOB, type and id columns in one call: creating a Span per
         # entity and calling set_ents costs several times more on short reports.
-        columns = numpy.zeros((len(doc), 3), dtype="uint64")
-        columns[:, 0] = 2  # O: outside any entity
+        length = len(doc)
+        iob = [2] * length  # O: outside any entity
+        types = [0] * length
+        ids = [0] * length
         assertions: dict[tuple[int, int], str] = {}
         headers = _header_ranges(doc)
-        strings = self.vocab.strings
         for match_id, start, end in longest_first(matches):
             if headers and any(first <= start < after for first, after in headers):
                 continue
             info = self._info[match_id]
-            columns[start, 0] = 3  # B: begins an entity
-            columns[start + 1 : end, 0] = 1  # I: inside it
-            columns[start:end, 1] = info.label_hash
-            # Entries without a canonical name (measurements) get no id: adding every new
+            iob[start] = 3  # B: begins an entity
+            iob[start + 1 : end] = [1] * (end - start - 1)  # I: inside it
+            types[start:end] = [info.label_hash] * (end - start)
+            # Entries without a canonical name (measurements) get no id (0): adding every new
             # surface text to the StringStore would grow it for the life of a server.
-            if info.canonical is not None:
-                columns[start:end, 2] = strings[info.canonical]
+            ids[start:end] = [info.canonical_hash] * (end - start)
             if info.assertion is not None:
                 assertions[(start, end)] = info.assertion
-        if len(doc):
+        if length:
+            columns = numpy.array([iob, types, ids], dtype="uint64").T.copy()
             doc.from_array([ENT_IOB, ENT_TYPE, ENT_ID], columns)  # type: ignore[arg-type]
         doc._.assertions = assertions
         return doc

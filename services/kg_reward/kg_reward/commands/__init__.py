@@ -1,0 +1,1 @@
+"""Subcommands of the ``kg-reward`` command line, one module each."""

@@ -1,0 +1,1 @@
+"""Stages of the ``policy-trainer`` command line, one module each."""
