@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import gc
 from pathlib import Path
 
 import pytest
 from kg_reward.extraction import Extractor
 from kg_reward.labeler import report_text
+from kg_reward.sentence_cache import SentenceExtractor
 from kg_schema import KnowledgeGraph
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -22,6 +24,9 @@ EDGE_TEXTS = [
     "<think>No pneumothorax.\u200b Possible right   pleural effusion.</think><answer>yes</answer>",
     "No pneumothorax. No pneumothorax.  No pneumothorax.\n\nNo pneumothorax",
     "Nodule measuring 5.5 cm in the right upper lobe, e.g. granuloma. Heart size is normal",
+    # Tokenized alone, the joined sentences split the whitespace after "effusion." differently
+    # from the whole text, so the sentence Doc is built from the original tokens.
+    "Small left pleural effusion. \n 1. Bullous emphysema. 2. No pneumothorax.",
 ]
 
 
@@ -109,3 +114,52 @@ def test_extraction_graph_build_models_are_independent(extractor: Extractor) -> 
     first.entities[0].canonical = "changed"
 
     assert second.entities[0].canonical == "pneumothorax"
+
+
+def test_sentence_cache_token_fallback_matches(
+    extractor: Extractor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = EDGE_TEXTS[-1]
+    fallbacks = []
+    build = SentenceExtractor._doc_from_tokens
+
+    def counting_build(self: SentenceExtractor, *args: object) -> object:
+        fallbacks.append(args)
+        return build(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SentenceExtractor, "_doc_from_tokens", counting_build)
+    cached = Extractor(extractor.nlp, cache_size=0).extract_one(text)
+    whole = Extractor(extractor.nlp, cache_size=0, sentence_cache_size=0).extract_one(text)
+
+    assert len(fallbacks) == 1
+    assert cached == whole
+
+
+def test_extract_restores_enabled_gc(extractor: Extractor) -> None:
+    assert gc.isenabled()
+
+    extractor.extract(["No pneumothorax."])
+
+    assert gc.isenabled()
+
+
+def test_extract_keeps_disabled_gc(extractor: Extractor) -> None:
+    gc.disable()
+    try:
+        extractor.extract(["No pneumothorax."])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_extract_leaves_no_reference_cycles(extractor: Extractor, texts: list[str]) -> None:
+    # The extractor pauses the cyclic collector because extraction creates no cycles.
+    gc.collect()
+    gc.disable()
+    try:
+        Extractor(extractor.nlp, cache_size=0).extract(texts)
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+
+    assert unreachable == 0

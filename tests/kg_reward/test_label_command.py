@@ -16,8 +16,9 @@ DATA = Path(__file__).parent / "data"
 REPORTS = DATA / "iu_reports_sample.csv"
 LABELS = DATA / "iu_labels_sample.csv"
 
-# A few points below the micro-F1 measured on the 50 sample reports when it was set (0.853).
-SAMPLE_MICRO_F1_FLOOR = 0.78
+# A few points below the micro-F1 measured on the 50 sample reports when it was set (0.844).
+# The sample has 33 positive labels, so one wrong label moves the score by about 0.015.
+SAMPLE_MICRO_F1_FLOOR = 0.80
 
 
 @pytest.fixture

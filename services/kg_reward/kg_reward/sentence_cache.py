@@ -10,6 +10,9 @@ sentences' graphs, shifted to the sentence's character offset.
 
 Sentences in skipped sections and section headers contribute nothing, because the extractor
 drops entities in skipped sections and the entity component never starts an entity in a header.
+
+NOTE: a lexicon or cue match that crosses a sentence end would be found in a whole text but
+not here; none occurs in the development reports (tests compare both paths on samples).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ PLAIN_LABELS = {
 # An entity of a graph: (text, start char, end char, label, canonical, assertion).
 EntityRow = tuple[str, int, int, str, str, str]
 GraphRows = tuple[tuple[EntityRow, ...], tuple[tuple[int, int, str], ...]]
-# A cached sentence: entities as (start, end) relative to the sentence start, graph label,
-# lexicon canonical name ("" when the surface text is to be normalized) and assertion;
-# relations as (head, tail, type) with indices into the sentence's entities.
+# A cached sentence. Its entities are (start, end, graph label, canonical name, assertion)
+# with offsets relative to the sentence start and "" as the name of a measurement, whose
+# surface text is normalized instead. Its relations are (head, tail, type) with indices into
+# the sentence's entities.
 _SentenceEntity = tuple[int, int, str, str, str]
 _SentenceRows = tuple[tuple[_SentenceEntity, ...], tuple[tuple[int, int, str], ...]]
 _SentenceKey = tuple[str, tuple[int, ...]]
@@ -166,9 +170,9 @@ class SentenceExtractor:
     def _join(self, sentences: list[_Sentence]) -> tuple[Doc, list[int]]:
         """Return a Doc of the sentences, one space apart, and each one's first token.
 
-        Tokenizing the joined text gives the sentences' own tokens unless a sentence began or
-        ended inside a run of non-space characters; the token offsets show that, and then the
-        Doc is built from the original tokens instead.
+        Tokenizing the joined text usually gives the sentences' own tokens. Where it does not
+        (whitespace runs and sentence starts inside a word can tokenize differently), the token
+        offsets differ and the Doc is built from the original tokens instead.
         """
         firsts: list[int] = []
         offsets: list[int] = []

@@ -9,8 +9,8 @@ Steps:
    or else on the sample shipped with the tests;
 3. speed: words (whitespace-separated) per second of the whole extraction over the distinct
    texts of the same reports, beside spaCy's bare English tokenizer on those texts, and
-   their ratio, in wall time and in CPU time of this process (the fastest of three runs
-   each, the extraction with cold caches every run);
+   their ratio in wall time and in CPU time of this process. Each side takes the fastest of
+   three runs, and every extraction run starts with cold caches;
 4. memory: peak resident set size of a fresh process that only loads the pipeline and
    extracts the first reports.
 
@@ -36,10 +36,10 @@ DEV_DIR = REPO.parent / "shared" / "data" / "iu_xray"
 SAMPLE_DIR = REPO / "tests" / "kg_reward" / "data"
 MEMORY_REPORTS = 256
 
-# The child process of step 4; it reads report texts on stdin, one JSON list, and prints its
-# peak RSS in KiB. ru_maxrss of a child started by fork and exec includes the parent's peak
-# (Linux keeps the larger of the two across exec), so the probe reads VmHWM, the peak of its
-# own address space, and falls back to ru_maxrss where /proc is missing.
+# The child process of step 4. It reads report texts on stdin, one JSON list, and prints its
+# peak RSS in KiB. On Linux, ru_maxrss of a child started by fork and exec includes the
+# parent's peak, because exec keeps the larger of the two. So the probe reads VmHWM, the peak
+# of its own address space, and falls back to ru_maxrss where /proc is missing.
 MEMORY_PROBE = """
 import json, resource, sys
 import kg_reward
@@ -193,7 +193,9 @@ def _time_tokenizer(nlp: Any, texts: list[str], repeats: int = 3) -> tuple[float
     return _fastest([tokenize] * repeats, texts)
 
 
-def _fastest(runs: list[Callable[[list[str]], object]], texts: list[str]) -> tuple[float, float]:
+def _fastest(
+    runs: Sequence[Callable[[list[str]], object]], texts: list[str]
+) -> tuple[float, float]:
     # The fastest of a few runs, so that a busy shared machine inflates the ratio less; CPU time
     # of this process (time.process_time) is less sensitive to other processes than wall time.
     best_wall = best_cpu = float("inf")

@@ -114,8 +114,8 @@ class AssertionDetector:
                 assertions[(start, end)] = "present"
                 continue
             bounds = sentences.bounds(start)
-            # Only cues that start in the entity's sentence can govern or block it, and a long
-            # text has many sentences: look at those cues only.
+            # Only cues that start in the entity's sentence can govern or block it, so the
+            # other sentences' cues are skipped.
             first = bisect.bisect_left(cue_starts, bounds[0])
             last = bisect.bisect_left(cue_starts, bounds[1], first)
             assertions[(start, end)] = self._assertion_of(start, end, cues[first:last], bounds)

@@ -252,6 +252,7 @@ class LexiconEntityRecognizer:
             matches += self._tokens(doc)
         if self._regexes:
             matches += _regex_matches(doc, self._regexes)
+
         # Entities are written as IOB, type and id columns in one call: creating a Span per
         # entity and calling set_ents costs several times more on short reports.
         length = len(doc)
@@ -260,6 +261,7 @@ class LexiconEntityRecognizer:
         ids = [0] * length
         assertions: dict[tuple[int, int], str] = {}
         headers = _header_ranges(doc)
+
         for match_id, start, end in longest_first(matches):
             if headers and any(first <= start < after for first, after in headers):
                 continue
@@ -272,6 +274,7 @@ class LexiconEntityRecognizer:
             ids[start:end] = [info.canonical_hash] * (end - start)
             if info.assertion is not None:
                 assertions[(start, end)] = info.assertion
+
         if length:
             columns = numpy.array([iob, types, ids], dtype="uint64").T.copy()
             doc.from_array([ENT_IOB, ENT_TYPE, ENT_ID], columns)  # type: ignore[arg-type]

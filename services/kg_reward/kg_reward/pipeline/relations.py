@@ -146,8 +146,8 @@ class RelationExtractor:
             sentences = SentenceIndex(doc)
             cue_starts = [cue[0] for cue in cues]
             for group in _group_by_sentence(entities, sentences):
-                # The rules use the cues that start in the group's sentence: a cue in a later
-                # sentence lies past every entity of the group and yields nothing.
+                # The rules use the cues that start in the group's sentence, because a cue in
+                # a later sentence lies past every entity of the group and yields nothing.
                 sentence_start, sentence_end = sentences.bounds(group[0].start)
                 first = bisect.bisect_left(cue_starts, sentence_start)
                 last = bisect.bisect_left(cue_starts, sentence_end, first)

@@ -109,7 +109,7 @@ class ReportSentencizer:
             sections.append((first, after, name))
 
         list_points = set()
-        # The list item expression has no literal start, so it is slow to scan for; most texts
+        # The list item expression has no literal start, so scanning for it is slow. Most texts
         # have no "1." or "2)" followed by a space at all.
         items = _LIST_ITEM.finditer(text) if _LIST_MARKER.search(text) else ()
         for match in items:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from typing import Any, NamedTuple
 
+import numpy
 from spacy.attrs import ENT_ID, ENT_IOB, ENT_TYPE, IDX, LENGTH, SENT_START
 from spacy.tokens import Doc
 
@@ -32,8 +33,10 @@ class SentenceIndex:
     """Sentence boundaries of a doc, read once from the SENT_START array."""
 
     def __init__(self, doc: Doc) -> None:
-        flags = doc.to_array(SENT_START).tolist() if doc.has_annotation("SENT_START") else []
-        self.starts = [i for i, flag in enumerate(flags) if flag == 1] or [0]
+        starts = []
+        if doc.has_annotation("SENT_START"):
+            starts = numpy.flatnonzero(doc.to_array(SENT_START) == 1).tolist()
+        self.starts = starts or [0]
         if self.starts[0] != 0:
             self.starts.insert(0, 0)
         self.length = len(doc)
@@ -76,20 +79,22 @@ def entity_rows(doc: Doc) -> list[EntityRow]:
     cached = doc.user_data.get(_ROWS_KEY)
     if cached is not None and cached[0] == fingerprint:
         return list(cached[1])
-    iob, types, ids = array.T.tolist()
+    iob = array[:, 0]
+    begins = numpy.flatnonzero(iob == 3)  # B: begins an entity
+    # An entity ends at the first token after its start that is not I (inside it).
+    boundaries = numpy.append(numpy.flatnonzero(iob != 1), len(iob))
+    ends = boundaries[numpy.searchsorted(boundaries, begins, side="right")]
     strings = doc.vocab.strings
-    rows = []
-    start = -1
-    for position, tag in enumerate(iob):
-        if tag == 1:  # I: inside the current entity
-            continue
-        if start >= 0:
-            rows.append(_row(strings, start, position, types[start], ids[start]))
-            start = -1
-        if tag == 3:  # B: begins an entity
-            start = position
-    if start >= 0:
-        rows.append(_row(strings, start, len(iob), types[start], ids[start]))
+    rows = [
+        _row(strings, start, end, label, canonical)
+        for start, end, label, canonical in zip(
+            begins.tolist(),
+            ends.tolist(),
+            array[begins, 1].tolist(),
+            array[begins, 2].tolist(),
+            strict=True,
+        )
+    ]
     doc.user_data[_ROWS_KEY] = (fingerprint, tuple(rows))
     return rows
 
