@@ -109,7 +109,9 @@ def test_demo_records_configs_logs_and_timings(tiny_demo: DemoRun) -> None:
         assert (run_dir / "logs" / f"{stage}.log").stat().st_size > 0, stage
     timings = json.loads((run_dir / "timings.json").read_text())
     assert timings["grpo"] > 0
-    assert re.search(r"\| total \| \d+ \|", (run_dir / "report.md").read_text())
+    report = (run_dir / "report.md").read_text()
+    assert re.search(r"\| total \| \d+ \|", report)
+    assert re.search(r"\| grpo \| max_steps=3, num_generations=2", report)
 
 
 @pytest.mark.slow

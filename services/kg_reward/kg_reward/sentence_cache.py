@@ -61,15 +61,19 @@ GraphRows = tuple[tuple[EntityRow, ...], tuple[tuple[int, int, str], ...]]
 # the sentence's entities.
 _SentenceEntity = tuple[int, int, str, str, str]
 _SentenceRows = tuple[tuple[_SentenceEntity, ...], tuple[tuple[int, int, str], ...]]
-_SentenceKey = tuple[str, tuple[int, ...]]
+# A sentence's text and its token lengths (uint64 bytes), which fix its tokens.
+_SentenceKey = tuple[str, bytes]
 
 
 class _Sentence(NamedTuple):
-    """A sentence to look up: its key, its character start and its tokens' offsets."""
+    """A sentence to look up: its key, its character start and its tokens in the text's doc."""
 
     key: _SentenceKey
     start_char: int
-    offsets: list[int]
+    offsets: list[int]  # offset of every token of the doc
+    lengths: list[int]  # length of every token of the doc
+    first: int
+    end: int
 
 
 def graph_label(kind: str, assertion: str) -> str:
@@ -112,6 +116,9 @@ class SentenceExtractor:
         array = doc.to_array([SENT_START, IDX, LENGTH])
         starts = numpy.flatnonzero(array[:, 0] == 1).tolist()
         offsets, lengths = array[:, 1:].T.tolist()
+        # Bytes hash once and compare fast, unlike a tuple of ints, and keys are hashed often.
+        length_bytes = array[:, 2].tobytes()
+        width = array.itemsize
         text = doc_text(doc)
         dropped = bytearray(length)
         for first, end, name, header_end in doc._.sections or ():
@@ -127,8 +134,8 @@ class SentenceExtractor:
                 continue
             start_char = offsets[first]
             end_char = offsets[end - 1] + lengths[end - 1]
-            key = (text[start_char:end_char], tuple(lengths[first:end]))
-            plan.append(_Sentence(key, start_char, offsets[first:end]))
+            key = (text[start_char:end_char], length_bytes[first * width : end * width])
+            plan.append(_Sentence(key, start_char, offsets, lengths, first, end))
         return plan
 
     def _lookup(self, sentences: Iterable[_Sentence]) -> dict[_SentenceKey, _SentenceRows]:
@@ -180,11 +187,13 @@ class SentenceExtractor:
         parts: list[str] = []
         position = 0
         for sentence in sentences:
-            text, sizes = sentence.key
-            base = sentence.offsets[0] - position
+            text = sentence.key[0]
+            base = sentence.offsets[sentence.first] - position
             firsts.append(len(offsets))
-            offsets.extend([offset - base for offset in sentence.offsets])
-            lengths.extend(sizes)
+            offsets.extend(
+                [offset - base for offset in sentence.offsets[sentence.first : sentence.end]]
+            )
+            lengths.extend(sentence.lengths[sentence.first : sentence.end])
             parts.append(text)
             position += len(text) + 1
         joined = " ".join(parts) + " "
