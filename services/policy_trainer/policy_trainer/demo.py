@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import yaml
 
-from policy_trainer.demo_plan import SCALES, Scale, Stage, plan
+from policy_trainer.demo_plan import CONFIGURED_STAGES, SCALES, Scale, Stage, plan
 from policy_trainer.errors import PolicyTrainerError
 
 logger = logging.getLogger(__name__)
@@ -279,6 +279,11 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise ConfigError(
                 f"--set {text!r} is not of the form stage.field=value, "
                 "for example --set grpo.max_steps=20"
+            )
+        if stage not in CONFIGURED_STAGES:
+            raise ConfigError(
+                f"--set {text!r}: unknown stage {stage!r}; use one of "
+                f"{', '.join(CONFIGURED_STAGES)}"
             )
         try:
             value = yaml.safe_load(raw)

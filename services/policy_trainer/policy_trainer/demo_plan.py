@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 SCALE_NAMES = ("tiny", "small", "full")
+# Subcommands whose config the demo writes; `--set STAGE.FIELD=VALUE` names one of them.
+CONFIGURED_STAGES = ("synthesize", "sft", "mine", "grpo", "evaluate")
 
 
 @dataclass(frozen=True)
