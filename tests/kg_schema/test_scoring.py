@@ -11,7 +11,10 @@ from kg_schema import ExtractRequest, ScoreOptions, ScoreRequest, Weights
 def test_weights_defaults_follow_method() -> None:
     weights = Weights()
 
-    assert (weights.answer, weights.entity, weights.relation, weights.format) == (1.0, 0.5, 0.5, 0.0)
+    assert weights.answer == 1.0
+    assert weights.entity == 0.5
+    assert weights.relation == 0.5
+    assert weights.format == 0.0
 
 
 @pytest.mark.parametrize("value", [-0.1, math.nan, math.inf])

@@ -53,7 +53,8 @@ def load_config(config_cls: type[ConfigT], args: argparse.Namespace) -> ConfigT:
     if getattr(args, "config", None) is not None:
         values.update(read_yaml(args.config))
 
-    known = {spec.name: spec for spec in dataclasses.fields(config_cls) if spec.init}
+    specs = dataclasses.fields(config_cls)  # type: ignore[arg-type]
+    known = {spec.name: spec for spec in specs if spec.init}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(
