@@ -91,7 +91,9 @@ class KnowledgeGraph(BaseModel):
                 )
         return self
 
-    def entity_keys(self, match: Literal["canonical", "surface"] = "canonical") -> set[tuple[str, str]]:
+    def entity_keys(
+        self, match: Literal["canonical", "surface"] = "canonical"
+    ) -> set[tuple[str, str]]:
         """Return the set of (name, label) pairs that reward matching compares.
 
         ``canonical`` uses the normalized name; ``surface`` uses the exact surface text,
@@ -100,17 +102,32 @@ class KnowledgeGraph(BaseModel):
         return {(self._name(entity, match), entity.label) for entity in self.entities}
 
     def relation_keys(
-        self, match: Literal["canonical", "surface"] = "canonical"
-    ) -> set[tuple[str, str, str]]:
-        """Return the set of (head name, relation type, tail name) triplets."""
-        return {
-            (
-                self._name(self.entities[relation.head], match),
-                relation.type,
-                self._name(self.entities[relation.tail], match),
-            )
-            for relation in self.relations
-        }
+        self, match: Literal["canonical", "surface"] = "canonical", *, labels: bool = False
+    ) -> set[tuple[str, ...]]:
+        """Return the set of (head name, relation type, tail name) triplets.
+
+        With ``labels=True`` each end carries its entity label, (head name, head label,
+        type, tail name, tail label), so that "no left pleural effusion" (head label
+        disorder_notpresent) does not match "left pleural effusion" (disorder_present).
+        The reward uses labelled keys in ``canonical`` mode and plain surface triplets in
+        ``surface`` mode, as the published CheXPO-v2 code does.
+        """
+        keys: set[tuple[str, ...]] = set()
+        for relation in self.relations:
+            head, tail = self.entities[relation.head], self.entities[relation.tail]
+            if labels:
+                keys.add(
+                    (
+                        self._name(head, match),
+                        head.label,
+                        relation.type,
+                        self._name(tail, match),
+                        tail.label,
+                    )
+                )
+            else:
+                keys.add((self._name(head, match), relation.type, self._name(tail, match)))
+        return keys
 
     def to_rexkg(self) -> dict[str, object]:
         """Convert to ReXKG's per-document layout.

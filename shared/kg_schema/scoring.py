@@ -7,9 +7,9 @@ Limits on batch and text size are settings of the service, not of this contract.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kg_schema.graph import KnowledgeGraph
 
@@ -18,27 +18,75 @@ Metric = Literal["jaccard", "f1", "fbeta"]
 MatchMode = Literal["canonical", "surface"]
 Preset = Literal["chexpo"]
 
+# Weights above this make the reward too large to be useful and, summed, can overflow
+# to infinity; the limit keeps every reward finite.
+MAX_WEIGHT = 1e6
+
+
+def check_unicode(text: str) -> str:
+    """Reject text with a lone UTF-16 surrogate (U+D800 to U+DFFF).
+
+    JSON allows such escapes (``"\\ud800"``), but the text cannot be encoded as UTF-8,
+    so spaCy and every HTTP client fail on it.
+    """
+    for position, character in enumerate(text):
+        if "\ud800" <= character <= "\udfff":
+            raise ValueError(
+                f"contains a lone UTF-16 surrogate (U+{ord(character):04X}) at character "
+                f"{position}, which is not valid Unicode; remove it or decode the source text "
+                "with errors='replace'"
+            )
+    return text
+
+
+UnicodeText = Annotated[str, AfterValidator(check_unicode)]
+"""A string that can be encoded as UTF-8."""
+
+
+def _check_has_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must contain text; send the reference rationale")
+    return text
+
 
 class Weights(BaseModel):
-    """Weights of the composite reward; each must be finite and non-negative."""
+    """Weights of the composite reward, each a number in [0, MAX_WEIGHT] (1e6).
+
+    Fields are strict: a JSON string ("0.5") or boolean is rejected, an integer is accepted.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    answer: float = Field(default=1.0, description="Weight of the final-answer match.")
-    entity: float = Field(default=0.5, description="Weight of the entity-set similarity.")
-    relation: float = Field(default=0.5, description="Weight of the relation-set similarity.")
-    format: float = Field(default=0.0, description="Weight of the think/answer format check.")
+    answer: float = Field(default=1.0, strict=True, description="Weight of the final-answer match.")
+    entity: float = Field(
+        default=0.5, strict=True, description="Weight of the entity-set similarity."
+    )
+    relation: float = Field(
+        default=0.5, strict=True, description="Weight of the relation-set similarity."
+    )
+    format: float = Field(
+        default=0.0, strict=True, description="Weight of the think/answer format check."
+    )
 
     @field_validator("answer", "entity", "relation", "format")
     @classmethod
     def _finite_non_negative(cls, value: float) -> float:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"weight must be a finite number >= 0, got {value!r}")
+        if value > MAX_WEIGHT:
+            raise ValueError(
+                f"weight must be at most {MAX_WEIGHT:g}, got {value!r}; scale all weights down "
+                "together, since only their ratios change the ranking of completions"
+            )
         return value
 
 
 class ScoreOptions(BaseModel):
-    """How the components are computed. ``preset`` overrides the other fields."""
+    """How the components are computed. ``preset`` overrides the other fields.
+
+    Numbers and ``explain`` are strict: JSON strings and booleans are rejected where a
+    number is expected, and strings or numbers where a boolean is.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -59,17 +107,32 @@ class ScoreOptions(BaseModel):
         "(recall-weighted with `beta`).",
     )
     beta: float = Field(
-        default=2.0, gt=0, le=100, description="F-beta weight of recall; used when metric=fbeta."
+        default=2.0,
+        gt=0,
+        le=100,
+        strict=True,
+        description="F-beta weight of recall; used when metric=fbeta.",
     )
     match: MatchMode = Field(
         default="canonical",
-        description="canonical: (normalized name, label); surface: (exact surface text, label).",
+        description="canonical: entities as (normalized name, label) and relations as (head "
+        "name, head label, type, tail name, tail label), so a negated finding never matches "
+        "an affirmed one. surface: entities as (exact surface text, label) and relations as "
+        "(head text, type, tail text), as the published CheXPO-v2 code does (case-sensitive).",
     )
     empty_score: float = Field(
-        default=1.0, ge=0, le=1, description="Similarity when both sets are empty."
+        default=1.0,
+        ge=0,
+        le=1,
+        strict=True,
+        description="Similarity when both sets are empty. At 1.0 a rationale without "
+        "findings gets full entity and relation credit against a reference without findings.",
     )
     explain: bool = Field(
-        default=False, description="Return matched, missing and extra items per completion."
+        default=False,
+        strict=True,
+        description="Return matched, missing and extra items per completion; never changes "
+        "the reward.",
     )
 
     @model_validator(mode="after")
@@ -87,12 +150,17 @@ class ScoreItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(default=None, description="Caller's identifier, echoed in logs.")
-    completion: str = Field(description="Model output with <think> and <answer> blocks.")
-    reference: str = Field(
-        description="Reference rationale; may carry its own <think>/<answer> tags."
+    id: UnicodeText | None = Field(
+        default=None, description="Caller's identifier, echoed in logs."
     )
-    reference_answer: str | None = Field(
+    completion: UnicodeText = Field(
+        description="Model output with <think> and <answer> blocks; may be empty (it scores low)."
+    )
+    reference: Annotated[UnicodeText, AfterValidator(_check_has_text)] = Field(
+        description="Reference rationale; may carry its own <think>/<answer> tags. Must "
+        "contain text."
+    )
+    reference_answer: UnicodeText | None = Field(
         default=None,
         description="Reference final answer. When absent, the <answer> block of `reference` "
         "is used.",
@@ -103,9 +171,14 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[ScoreItem]
-    weights: Weights | None = Field(default=None, description="Defaults come from the service.")
+    weights: Weights | None = Field(
+        default=None,
+        description="Fields left out keep the service defaults (KG_REWARD_WEIGHTS).",
+    )
     options: ScoreOptions | None = Field(
-        default=None, description="Defaults come from the service."
+        default=None,
+        description="Fields left out keep the service defaults (KG_REWARD_OPTIONS). A preset "
+        "set here or in the defaults applies over the merged options.",
     )
 
 
@@ -145,8 +218,8 @@ class ScoreResponse(BaseModel):
 class ExtractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str]
-    ids: list[str] | None = Field(
+    texts: list[UnicodeText]
+    ids: list[UnicodeText] | None = Field(
         default=None, description="Optional identifiers, one per text, in the same order."
     )
 

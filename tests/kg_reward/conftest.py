@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-import kg_reward
 import pytest
+
+import kg_reward
 from kg_reward.extraction import Extractor
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kg_reward import cli
 from kg_reward.extraction import MAX_TEXT_CHARS, Extractor
 
@@ -146,3 +147,52 @@ def test_extract_nothing_written_on_bad_line(tmp_path: Path) -> None:
     assert run_extract(str(source), "--output", str(output)) == 2
 
     assert not output.exists()
+
+
+def test_extract_lone_surrogate_names_line(tmp_path: Path, capsys) -> None:
+    path = write_lines(tmp_path / "in.jsonl", ['{"text": "ok"}', '{"text": "\\ud800 effusion"}'])
+
+    assert run_extract(str(path)) == 2
+    assert ":2: text contains a lone UTF-16 surrogate" in capsys.readouterr().err
+
+
+def test_extract_input_directory_exit_2(tmp_path: Path, capsys) -> None:
+    assert run_extract(str(tmp_path)) == 2
+
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_extract_output_directory_exit_2(tmp_path: Path, capsys) -> None:
+    path = write_lines(tmp_path / "in.jsonl", ['{"text": "ok"}'])
+
+    assert run_extract(str(path), "--output", str(tmp_path)) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_extract_rexkg_warns_on_collapsed_texts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "No effusion on the right. Small left effusion."
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "d1", "text": text})])
+    output = tmp_path / "out.jsonl"
+
+    with caplog.at_level("WARNING", logger="kg_reward.commands.extract"):
+        assert run_extract(str(source), "--format", "rexkg", "--output", str(output)) == 0
+
+    assert json.loads(output.read_text())["entities"]["effusion"] == "disorder_notpresent"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "document d1: 1 entity text(s)" in warnings[0].getMessage()
+    assert "'effusion'" in warnings[0].getMessage()
+
+
+def test_extract_rexkg_no_warning_for_same_label(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "No effusion. No effusion on the left."
+    source = write_lines(tmp_path / "in.jsonl", [json.dumps({"id": "d2", "text": text})])
+
+    with caplog.at_level("WARNING", logger="kg_reward.commands.extract"):
+        assert run_extract(str(source), "--format", "rexkg", "--output", str(tmp_path / "o")) == 0
+
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

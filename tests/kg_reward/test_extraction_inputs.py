@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.errors import InputError, TextTooLongError
 from kg_reward.extraction import MAX_TEXT_CHARS, Extractor
 

@@ -7,6 +7,7 @@ import gc
 from pathlib import Path
 
 import pytest
+
 from kg_reward.extraction import Extractor
 from kg_reward.labeler import report_text
 from kg_reward.sentence_cache import SentenceExtractor
@@ -24,6 +25,9 @@ EDGE_TEXTS = [
     "<think>No pneumothorax.\u200b Possible right   pleural effusion.</think><answer>yes</answer>",
     "No pneumothorax. No pneumothorax.  No pneumothorax.\n\nNo pneumothorax",
     "Nodule measuring 5.5 cm in the right upper lobe, e.g. granuloma. Heart size is normal",
+    # Hard-wrapped terms and cues, and a term split by a blank line (two sentences).
+    "Left pleural\neffusion. Right lower\nlobe pneumonia\tin the right\n\nlung. No\n"
+    "evidence of  pneumothorax.",
     # Tokenized alone, the joined sentences split the whitespace after "effusion." differently
     # from the whole text, so the sentence Doc is built from the original tokens.
     "Small left pleural effusion. \n 1. Bullous emphysema. 2. No pneumothorax.",

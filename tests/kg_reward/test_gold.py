@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kg_reward.gold import (
     DEFAULT_GOLD_PATH,
     Counts,

@@ -7,8 +7,9 @@ import csv
 import io
 from pathlib import Path
 
-import kg_reward
 import pytest
+
+import kg_reward
 from kg_reward.cli import main
 from kg_reward.labeler import CHESTXRAY14_COLUMNS, CHEXPERT_COLUMNS
 
@@ -154,3 +155,101 @@ def test_label_gold_without_shared_ids_exits_2(
 
     assert status == 2
     assert "no report id of --reports appears in --gold" in capsys.readouterr().err
+
+
+def test_label_reports_directory_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(tmp_path), "--schema", "chexpert",
+         "--output", str(tmp_path / "out.csv")]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_label_output_directory_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(REPORTS), "--schema", "chexpert", "--output", str(tmp_path)]
+    )
+
+    assert status == 2
+    assert f"--output {tmp_path} is a directory" in capsys.readouterr().err
+
+
+def test_label_bad_pipeline_dir_exits_2(tmp_path: Path, capsys) -> None:
+    status = main(
+        ["label", "--reports", str(REPORTS), "--schema", "chexpert",
+         "--output", str(tmp_path / "out.csv"), "--pipeline", str(tmp_path)]
+    )  # fmt: skip
+
+    assert status == 2
+    assert "is not a saved pipeline directory" in capsys.readouterr().err
+
+
+def write_reports(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["uid", "findings", "impression"])
+        writer.writerows(rows)
+    return path
+
+
+EMPTY_REPORTS = [
+    ("1", "", ""),
+    ("2", "   ", "\n"),
+    ("3", "XXXX XXXX.", "XXXX"),
+    ("4", "The lungs are clear.", "No acute disease."),
+]
+
+
+@pytest.mark.parametrize(
+    ("schema", "column", "expected"),
+    [("chestxray14", "normal", "0"), ("chexpert", "No Finding", "")],
+)
+def test_label_reports_without_text_not_normal(
+    tmp_path: Path, use_shared_pipeline: None, schema: str, column: str, expected: str
+) -> None:
+    reports = write_reports(tmp_path / "reports.csv", EMPTY_REPORTS)
+    output = tmp_path / "labels.csv"
+
+    status = main(["label", "--reports", str(reports), "--schema", schema, "--output", str(output)])
+
+    _, rows = read_rows(output)
+    assert status == 0
+    assert [row[column] for row in rows[:3]] == [expected] * 3
+    assert rows[3][column] == "1"
+
+
+def test_label_reports_without_text_warn_once(
+    tmp_path: Path, use_shared_pipeline: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    reports = write_reports(tmp_path / "reports.csv", EMPTY_REPORTS)
+
+    with caplog.at_level("WARNING", logger="kg_reward.commands.label"):
+        main(["label", "--reports", str(reports), "--schema", "chestxray14",
+              "--output", str(tmp_path / "labels.csv")])  # fmt: skip
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("3 of 4 reports have no text")
+    assert "'1', '2', '3'" in warnings[0]
+
+
+def test_label_duplicate_uids_warn_and_keep_rows(
+    tmp_path: Path, use_shared_pipeline: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [("7", "No effusion.", ""), ("7", "Cardiomegaly.", ""), ("8", "Edema.", "")]
+    reports = write_reports(tmp_path / "reports.csv", rows)
+    output = tmp_path / "labels.csv"
+
+    with caplog.at_level("WARNING", logger="kg_reward.commands.label"):
+        status = main(["label", "--reports", str(reports), "--schema", "chestxray14",
+                       "--output", str(output)])  # fmt: skip
+
+    _, written = read_rows(output)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert status == 0
+    assert [row["filename"] for row in written] == ["CXR7", "CXR7", "CXR8"]
+    assert len(warnings) == 1
+    assert "1 uid(s) occur on more than one row" in warnings[0]
+    assert "'7'" in warnings[0]

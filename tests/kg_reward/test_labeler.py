@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.labeler import (
     CHESTXRAY14_COLUMNS,
     CHEXPERT_OBSERVATIONS,
     FindingMap,
     FindingRule,
     NormalRule,
+    has_report_text,
     label_chestxray14,
     label_chexpert,
     read_labels,
     report_text,
+    unlabelled_row,
     write_labels,
 )
 from kg_schema import Entity, KnowledgeGraph, Relation
@@ -188,3 +191,27 @@ def test_write_labels_round_trips(tmp_path) -> None:
 
     assert path.read_text().splitlines()[0] == ",".join(CHESTXRAY14_COLUMNS)
     assert read_labels(path, "chestxray14")["CXR7"]["Mass"] == "0"
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "XXXX XXXX.", "xxxx, XXXX", "___ .", "-"])
+def test_has_report_text_false_without_words(text: str) -> None:
+    assert not has_report_text(text)
+
+
+@pytest.mark.parametrize("text", ["No effusion.", "XXXX normal XXXX", "1."])
+def test_has_report_text_true_with_words(text: str) -> None:
+    assert has_report_text(text)
+
+
+def test_unlabelled_row_chestxray14_not_normal() -> None:
+    row = unlabelled_row("chestxray14")
+
+    assert list(row) == list(CHESTXRAY14_COLUMNS[1:])
+    assert set(row.values()) == {0}
+
+
+def test_unlabelled_row_chexpert_all_blank() -> None:
+    row = unlabelled_row("chexpert")
+
+    assert list(row) == list(CHEXPERT_OBSERVATIONS)
+    assert set(row.values()) == {None}

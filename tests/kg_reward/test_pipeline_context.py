@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.extraction import Extractor
 
 
@@ -133,3 +134,45 @@ def test_context_negation_stops_at_new_clause(extractor: Extractor) -> None:
 
     assert found["pleural effusion"][1] == "absent"
     assert found["enlargement"][1] == "present"
+
+
+def test_context_cue_split_by_line_break(extractor: Extractor) -> None:
+    found = status(extractor, "Pneumothorax is not\nseen.")
+
+    assert found["pneumothorax"] == ("disorder_notpresent", "absent")
+
+
+@pytest.mark.parametrize("cue", ["may be due to", "could be due to", "likely due to"])
+def test_context_due_to_hedge_is_uncertain(extractor: Extractor, cue: str) -> None:
+    found = status(extractor, f"Opacity {cue} atelectasis or infiltrate.")
+
+    assert found["opacity"] == ("disorder_present", "present")
+    assert found["atelectasis"] == ("disorder_present", "uncertain")
+    assert found["infiltrate"] == ("disorder_present", "uncertain")
+
+
+def test_context_difficult_to_exclude_backward(extractor: Extractor) -> None:
+    found = status(extractor, "Pulmonary edema difficult to entirely exclude.")
+
+    assert found["pulmonary edema"] == ("disorder_present", "uncertain")
+
+
+def test_context_with_described_finding_ends_negation(extractor: Extractor) -> None:
+    found = status(extractor, "No cardiomegaly with bilateral small pleural effusions.")
+
+    assert found["cardiomegaly"] == ("disorder_notpresent", "absent")
+    assert found["pleural effusion"] == ("disorder_present", "present")
+
+
+def test_context_bare_with_stays_negated(extractor: Extractor) -> None:
+    found = status(extractor, "No effusion with blunting of the costophrenic angle.")
+
+    assert found["pleural effusion"] == ("disorder_notpresent", "absent")
+    assert found["blunting"] == ("disorder_notpresent", "absent")
+
+
+def test_context_scope_skips_line_breaks(extractor: Extractor) -> None:
+    text = "No pneumonia, effusions,\nedema, pneumothorax, adenopathy, nodules\nor masses."
+    found = status(extractor, text)
+
+    assert found["mass"] == ("disorder_notpresent", "absent")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import spacy
+
 from kg_reward.extraction import Extractor
 from kg_reward.pipeline.entities import LexiconEntityRecognizer, pluralize
 
@@ -159,3 +160,48 @@ def test_recognizer_unknown_key_raises() -> None:
 
     with pytest.raises(ValueError, match="unknown keys"):
         recognizer.initialize(entries=[entry], irregular_plurals={})
+
+
+@pytest.mark.parametrize("gap", ["\n", "\t", "   ", " \n  "])
+def test_entities_term_split_by_whitespace(extractor: Extractor, gap: str) -> None:
+    text = f"Left pleural{gap}effusion."
+    found = entities(extractor, text)
+
+    assert (f"pleural{gap}effusion", "disorder_present", "pleural effusion") in found
+    assert not any(canonical == "pleura" for _, _, canonical in found)
+
+
+def test_entities_wrapped_anatomy_is_one_entity(extractor: Extractor) -> None:
+    found = entities(extractor, "Right lower\nlobe pneumonia.")
+
+    assert found == [
+        ("Right lower\nlobe", "anatomy", "right lower lobe"),
+        ("pneumonia", "disorder_present", "pneumonia"),
+    ]
+
+
+def test_entities_term_not_joined_across_blank_line(extractor: Extractor) -> None:
+    found = entities(extractor, "Pleural\n\neffusion")
+
+    assert ("Pleural", "anatomy", "pleura") in found
+    assert ("effusion", "disorder_present", "pleural effusion") in found
+
+
+def test_entities_calcified_nodule_is_nodule(extractor: Extractor) -> None:
+    found = entities(extractor, "Calcified nodule in the right upper lobe.")
+
+    assert ("Calcified", "concept", "calcified") in found
+    assert ("nodule", "disorder_present", "nodule") in found
+
+
+def test_entities_calcified_granuloma_is_granuloma(extractor: Extractor) -> None:
+    found = entities(extractor, "Calcified granuloma in the left lung.")
+
+    assert ("granuloma", "disorder_present", "granuloma") in found
+
+
+def test_entities_wrapped_match_length_ignores_whitespace(extractor: Extractor) -> None:
+    flat = extractor.extract_one("Cardiomegaly with central vascular congestion.")
+    wrapped = extractor.extract_one("Cardiomegaly with central vascular\ncongestion.")
+
+    assert wrapped.entity_keys("canonical") == flat.entity_keys("canonical")

@@ -120,3 +120,51 @@ def test_relations_predicate_finding_located_at_subject(extractor: Extractor) ->
 
     assert ("enlargement", "located_at", "heart") in found
     assert ("mild", "modify", "enlargement") in found
+
+
+def test_relations_located_at_across_line_breaks(extractor: Extractor) -> None:
+    found = triplets(extractor, "Opacity\nin the left\nlower lobe.")
+
+    assert ("opacity", "located_at", "left lower lobe") in found
+
+
+def test_relations_modifier_not_across_coordinator_into_head(extractor: Extractor) -> None:
+    found = triplets(extractor, "Heart size normal and lungs are clear.")
+
+    assert ("normal", "modify", "heart") in found
+    assert ("normal", "modify", "lung") not in found
+
+
+def test_relations_place_after_with_not_shared(extractor: Extractor) -> None:
+    found = triplets(extractor, "Pacemaker with leads in the right atrium.")
+
+    assert ("lead", "located_at", "right atrium") in found
+    assert ("pacemaker", "located_at", "right atrium") not in found
+
+
+def test_relations_place_goes_to_nearest_of_and(extractor: Extractor) -> None:
+    found = triplets(extractor, "Pneumomediastinum and subcutaneous emphysema in the neck.")
+
+    assert ("subcutaneous emphysema", "located_at", "neck") in found
+    assert ("pneumomediastinum", "located_at", "neck") not in found
+
+
+def test_relations_place_shared_by_alternatives(extractor: Extractor) -> None:
+    found = triplets(extractor, "Scarring or atelectasis in the lingula.")
+
+    assert ("scarring", "located_at", "lingula") in found
+    assert ("atelectasis", "located_at", "lingula") in found
+
+
+def test_relations_place_after_both_is_shared(extractor: Extractor) -> None:
+    found = triplets(extractor, "Pleural effusion and atelectasis in both lower lobes.")
+
+    assert ("pleural effusion", "located_at", "lower lobe") in found
+    assert ("atelectasis", "located_at", "lower lobe") in found
+
+
+def test_relations_gap_limit_skips_line_breaks(extractor: Extractor) -> None:
+    flat = "Patchy airspace opacities in the left lower lobe, compatible with infiltrate."
+    wrapped = "Patchy\nairspace opacities in the left lower\nlobe, compatible with infiltrate."
+
+    assert triplets(extractor, wrapped) == triplets(extractor, flat)

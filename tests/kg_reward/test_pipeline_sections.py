@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import spacy
+
 from kg_reward.extraction import Extractor
 
 

@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kg_reward
 import pytest
+
+import kg_reward
 from kg_reward.errors import InputError
 from kg_reward.extraction import Extractor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.scoring.answers import answer_items, normalize_answer, score_answer
 
 

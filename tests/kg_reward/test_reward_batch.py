@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 import pytest
+
 from kg_reward.scoring import RewardScorer, split_reference
 from kg_schema import Entity, KnowledgeGraph
 from kg_schema.scoring import ScoreItem, ScoreOptions, Weights

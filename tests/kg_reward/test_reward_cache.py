@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.scoring import ReferenceCache, ReferenceEntry, reference_key
 from kg_schema import KnowledgeGraph
 

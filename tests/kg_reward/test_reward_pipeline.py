@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.scoring import RewardScorer
 from kg_schema.scoring import ScoreItem, ScoreOptions
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.scoring import score_item
 from kg_schema import Entity, KnowledgeGraph, Relation
 from kg_schema.scoring import ScoreOptions, Weights
@@ -181,9 +182,35 @@ def test_score_item_explanation_lists_relations():
     explanation = score(options=ScoreOptions(explain=True)).explanation
 
     assert explanation is not None
-    assert explanation.relations.matched == [["pleural effusion", "located_at", "left lung"]]
-    assert explanation.relations.missing == [["small", "modify", "pleural effusion"]]
+    assert explanation.relations.matched == [
+        ["pleural effusion", "disorder_present", "located_at", "left lung", "anatomy"]
+    ]
+    assert explanation.relations.missing == [
+        ["small", "size", "modify", "pleural effusion", "disorder_present"]
+    ]
     assert explanation.relations.extra == []
+
+
+def test_score_item_negated_relation_does_not_match():
+    # "No left pleural effusion." against the reference's affirmed effusion.
+    negated = make_graph(
+        [
+            ("effusion", "disorder_notpresent", "pleural effusion"),
+            ("left lung", "anatomy", "left lung"),
+        ],
+        [(0, 1, "located_at")],
+    )
+    result = score(completion_graph=negated)
+
+    assert result.components.relation == 0.0
+
+
+def test_score_item_surface_relations_keep_plain_triplets():
+    options = ScoreOptions(explain=True, match="surface")
+    explanation = score(options=options).explanation
+
+    assert explanation is not None
+    assert ["small", "modify", "effusion"] in explanation.relations.missing
 
 
 def test_score_item_explanation_follows_match_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.scoring.similarity import compare_sets, set_similarity
 
 # predicted {a, b, c}, reference {b, c, d, e}: 2 shared, 1 extra, 2 missing.

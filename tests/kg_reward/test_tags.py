@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kg_reward.tags import ParsedCompletion, parse_completion
 
 

@@ -52,6 +52,33 @@ def test_relation_keys_follow_direction(graph: KnowledgeGraph) -> None:
     }
 
 
+def test_relation_keys_with_labels_carry_end_labels(graph: KnowledgeGraph) -> None:
+    assert graph.relation_keys(labels=True) == {
+        ("small", "concept", "modify", "effusion", "disorder_present"),
+        ("effusion", "disorder_present", "located_at", "left lower lobe", "anatomy"),
+    }
+
+
+def test_relation_keys_with_labels_separate_negation() -> None:
+    def located(label: str) -> KnowledgeGraph:
+        return KnowledgeGraph(
+            entities=[_entity("effusion", label), _entity("left", "anatomy", start=9)],
+            relations=[Relation(head=0, tail=1, type="located_at")],
+        )
+
+    affirmed = located("disorder_present").relation_keys(labels=True)
+    negated = located("disorder_notpresent").relation_keys(labels=True)
+
+    assert affirmed.isdisjoint(negated)
+
+
+def test_relation_keys_surface_are_plain_triplets(graph: KnowledgeGraph) -> None:
+    assert graph.relation_keys("surface") == {
+        ("Small", "modify", "effusions"),
+        ("effusions", "located_at", "LLL"),
+    }
+
+
 def test_relation_index_out_of_range_rejected() -> None:
     with pytest.raises(ValidationError, match="only 1 entities"):
         KnowledgeGraph(

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 from pydantic import ValidationError
 
-from kg_schema import ExtractRequest, ScoreOptions, ScoreRequest, Weights
+from kg_schema import ExtractRequest, ScoreItem, ScoreOptions, ScoreRequest, Weights
 
 
 def test_weights_defaults_follow_method() -> None:
@@ -45,3 +46,46 @@ def test_score_request_item_requires_completion() -> None:
 def test_extract_request_ids_length_mismatch() -> None:
     with pytest.raises(ValidationError, match="one id per text"):
         ExtractRequest(texts=["a", "b"], ids=["1"])
+
+
+def test_weights_reject_above_maximum() -> None:
+    with pytest.raises(ValidationError, match="at most 1e\\+06"):
+        Weights(entity=1e308)
+
+
+def test_weights_accept_maximum() -> None:
+    assert Weights(entity=1e6).entity == 1e6
+
+
+@pytest.mark.parametrize("value", ["0.5", True])
+def test_weights_reject_string_and_bool(value: object) -> None:
+    with pytest.raises(ValidationError, match="valid number"):
+        Weights.model_validate_json(f'{{"entity": {json.dumps(value)}}}')
+
+
+def test_weights_accept_integer() -> None:
+    assert Weights.model_validate_json('{"entity": 1}').entity == 1.0
+
+
+def test_options_explain_rejects_string() -> None:
+    with pytest.raises(ValidationError, match="valid boolean"):
+        ScoreOptions.model_validate_json('{"explain": "yes"}')
+
+
+def test_score_item_rejects_lone_surrogate() -> None:
+    with pytest.raises(ValidationError, match="lone UTF-16 surrogate"):
+        ScoreItem(completion="\ud800 effusion", reference="Effusion.")
+
+
+def test_score_item_rejects_blank_reference() -> None:
+    with pytest.raises(ValidationError, match="must contain text"):
+        ScoreItem(completion="Effusion.", reference=" \n")
+
+
+def test_score_item_accepts_empty_completion() -> None:
+    assert ScoreItem(completion="", reference="Effusion.").completion == ""
+
+
+def test_extract_request_rejects_lone_surrogate() -> None:
+    with pytest.raises(ValidationError, match="lone UTF-16 surrogate"):
+        ExtractRequest(texts=["ok", "\udfff"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from policy_trainer.cli import main
 from policy_trainer.demo import parse_overrides
 from policy_trainer.errors import ConfigError

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from kg_reward.client import ScoreResult
 from kg_schema.scoring import Components, Explanation, SetComparison
 from policy_trainer.evaluate import summarize

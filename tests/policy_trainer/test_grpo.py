@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import torch
-from policy_trainer.grpo import GRPOStageConfig, run_grpo
 from safetensors.torch import load_file
 from transformers import TrainerCallback
+
+from policy_trainer.grpo import GRPOStageConfig, run_grpo
 
 pytestmark = pytest.mark.slow
 

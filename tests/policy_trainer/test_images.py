@@ -13,9 +13,10 @@ import numpy as np
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.data import get_testdata_file
+
 from policy_trainer.errors import DataError
 from policy_trainer.images import apply_window, is_dicom, load_image
-from pydicom.data import get_testdata_file
 
 
 def dicom_testfile(name: str) -> Path:

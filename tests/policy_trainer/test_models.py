@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from policy_trainer import models
 from safetensors.torch import load_file
 
+from policy_trainer import models
 from tests.policy_trainer.conftest import SFT_STEPS
 
 TAGS = models.TAG_TOKENS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kg_schema.scoring import Explanation, SetComparison
 from policy_trainer import report
 

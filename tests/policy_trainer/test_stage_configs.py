@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from policy_trainer.cli import main
 from policy_trainer.errors import ConfigError
 from policy_trainer.evaluate import EvaluateConfig
@@ -163,3 +164,11 @@ def test_prompt_rows_split_prompt_and_references() -> None:
     assert row["reference"].startswith("There is a small left pleural effusion")
     assert row["reference_answer"] == "yes"
     assert row["id"] == "qa-00"
+
+
+def test_cli_unknown_log_level_exits_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--log-level", "verbose", "sft", "--help"])
+
+    assert stopped.value.code == 2
+    assert "invalid choice: 'VERBOSE'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from policy_trainer.commands import synthesize as synthesize_command
 from policy_trainer.errors import DataError
 from policy_trainer.synthesis.config import SynthesizeConfig

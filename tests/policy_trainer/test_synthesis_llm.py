@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from policy_trainer.synthesis.config import SynthesizeConfig
 from policy_trainer.synthesis.dataset import SPLITS
 from policy_trainer.synthesis.pipeline import synthesize

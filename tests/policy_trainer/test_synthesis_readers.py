@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from policy_trainer.commands import synthesize as synthesize_command
 from policy_trainer.errors import ConfigError, DataError
 from policy_trainer.synthesis.reports import (

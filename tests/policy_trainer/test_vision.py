@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from pydicom.data import get_testdata_file
+
 from policy_trainer import vision
 from policy_trainer.chat_data import prompt_rows, sft_rows
 from policy_trainer.errors import DataError
 from policy_trainer.models import TAG_TOKENS, LoraFields
 from policy_trainer.tiny_vision import IMAGE_SIZE, PATCH_SIZE, build_tiny_llava
-from pydicom.data import get_testdata_file
 
 RECORDS = Path(__file__).parent / "data" / "chat_records.jsonl"
 IMAGE_TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2

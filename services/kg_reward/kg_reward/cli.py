@@ -17,6 +17,7 @@ from kg_reward.errors import CommandError
 
 SUBCOMMANDS = ("extract", "label", "score", "serve")
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -24,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Radiology knowledge-graph extraction and process rewards.",
     )
     parser.add_argument(
-        "--log-level", default="INFO", help="Logging level: DEBUG, INFO, WARNING or ERROR."
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="Logging level: DEBUG, INFO, WARNING or ERROR (any case).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
@@ -36,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

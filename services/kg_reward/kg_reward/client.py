@@ -46,6 +46,9 @@ from types import TracebackType
 from typing import Annotated, Any
 
 import httpx
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from kg_schema.scoring import (
     Components,
     Explanation,
@@ -54,8 +57,6 @@ from kg_schema.scoring import (
     ScoreResponse,
     Weights,
 )
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
     "AsyncRewardClient",
@@ -465,10 +466,11 @@ class _ClientCore:
         self, items: list[ScoreItem], weights: Weights | None, options: ScoreOptions | None
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"items": [item.model_dump(mode="json") for item in items]}
+        # Only the fields the caller set are sent: the service keeps its defaults for the rest.
         if weights is not None:
-            body["weights"] = weights.model_dump(mode="json")
+            body["weights"] = weights.model_dump(mode="json", exclude_unset=True)
         if options is not None:
-            body["options"] = options.model_dump(mode="json")
+            body["options"] = options.model_dump(mode="json", exclude_unset=True)
         return body
 
     def prepare(

@@ -32,8 +32,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kg_schema import Entity, KnowledgeGraph, Relation
-
 from kg_reward.errors import InputError, TextTooLongError
 
 # kg_reward.pipeline imports spaCy with torch hidden (kg_reward.spacy_import), so this module
@@ -42,6 +40,7 @@ from kg_reward.pipeline import PIPE_NAMES
 from kg_reward.pipeline.entities import normalize_surface
 from kg_reward.pipeline.spans import doc_text, entity_rows, remember_text, token_offsets
 from kg_reward.sentence_cache import GraphRows, SentenceExtractor, graph_label
+from kg_schema import Entity, KnowledgeGraph, Relation
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -14,6 +14,12 @@ A report's graph is reduced to one value per finding of a label schema:
   uncertain over negative, as the CheXpert labeler aggregates them. ``No Finding`` is 1
   when no other observation except ``Support Devices`` is positive or uncertain.
 
+A report without text (empty, whitespace, punctuation or only ``XXXX`` redaction marks) gets
+no finding at all: every ChestX-ray14 column 0, ``normal`` included, and every CheXpert
+column blank, ``No Finding`` included, because a missing report gives no evidence either way.
+NOTE: the Open-i gold standard marks all 21 empty reports of the Indiana development split
+``normal``, so this rule loses those 21 true positives of the ``normal`` column there.
+
 Which entity maps to which finding is data: ``data/labeler/finding_map.csv`` (its README
 names the sources). A rule matches an entity by canonical name and label and, optionally, by
 the canonical name of an entity linked to it by ``located_at`` or ``modify`` (such as the
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -259,6 +266,24 @@ def _aggregate(values: Sequence[int]) -> int | None:
     return None
 
 
+# Redaction marks of de-identified reports: "XXXX" in Open-i. MIMIC-CXR's "___" needs no
+# pattern, because underscores do not count as word characters here.
+_REDACTION = re.compile(r"\bX{2,}\b", re.IGNORECASE)
+_WORD_CHARACTER = re.compile(r"[^\W_]")
+
+
+def has_report_text(text: str) -> bool:
+    """Tell whether ``text`` contains a letter or digit outside redaction marks."""
+    return _WORD_CHARACTER.search(_REDACTION.sub(" ", text)) is not None
+
+
+def unlabelled_row(schema: str) -> dict[str, int | None]:
+    """Return the row of a report without text: no finding, not normal, no ``No Finding``."""
+    if schema == "chestxray14":
+        return dict.fromkeys((*CHESTXRAY14_FINDINGS, "normal"), 0)
+    return dict.fromkeys(CHEXPERT_OBSERVATIONS, None)
+
+
 def report_text(findings: str, impression: str) -> str:
     """Join the findings and impression sections of a report into one text."""
     return "\n".join(part.strip() for part in (findings, impression) if part and part.strip())
@@ -325,7 +350,14 @@ class Labeler:
     def label_texts(
         self, texts: Sequence[str], schema: str, batch_size: int = 64
     ) -> list[Mapping[str, int | None]]:
-        """Extract a graph from every text and return its label row."""
+        """Extract a graph from every text and return its label row.
+
+        Texts without report text get ``unlabelled_row(schema)``.
+        """
         graphs = self.extractor.extract(texts, batch_size=batch_size)
         logger.info("labelled %d reports with the %s schema", len(graphs), schema)
-        return self.label_graphs(graphs, schema)
+        rows = self.label_graphs(graphs, schema)
+        return [
+            row if has_report_text(text) else unlabelled_row(schema)
+            for text, row in zip(texts, rows, strict=True)
+        ]

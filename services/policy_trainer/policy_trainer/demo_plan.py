@@ -5,8 +5,8 @@
 - ``tiny``: a tiny local model built by ``policy_trainer.tiny`` and a few reports and
   steps; it checks the wiring in CI in a few minutes on 2 CPU cores and learns nothing.
 - ``small`` (the default of ``make demo``): SmolLM2-135M-Instruct on a few hundred
-  reports, sized for about 30 minutes on 2 CPU cores (36 min measured on 2 cores shared
-  with other jobs).
+  reports, sized for about 30 minutes on 2 CPU cores (19 to 36 min measured on 2 cores
+  shared with other jobs).
 - ``full``: every report and the method's group size of 8; hours on a CPU, meant for a GPU.
 
 Each stage's values start from the packaged stage YAML (``policy_trainer/configs/``), then
@@ -55,8 +55,8 @@ SCALES: dict[str, Scale] = {
             "evaluate": {"limit": 12, "max_new_tokens": 24, "batch_size": 12},
         },
     ),
-    # NOTE: 30 SFT steps do not yet teach SmolLM2 the <think>/<answer> tags, so answer
-    # accuracy stays 0 and 10 GRPO steps leave the greedy outputs unchanged at this size.
+    # NOTE: after 30 SFT steps SmolLM2 closes an <answer> block in about a quarter of its
+    # test answers, and 10 GRPO steps barely move the greedy outputs at this size.
     "small": Scale(
         name="small",
         tiny_model=False,

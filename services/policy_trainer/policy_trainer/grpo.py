@@ -84,8 +84,9 @@ class RewardServiceFields:
 
     def check_rewards(self) -> None:
         """Raise ValueError for reward settings the service or TRL would reject."""
-        from kg_schema.scoring import ScoreOptions
         from pydantic import ValidationError
+
+        from kg_schema.scoring import ScoreOptions
 
         if not self.reward_urls:
             raise ValueError("reward_urls is empty; give at least one URL such as "
@@ -250,9 +251,9 @@ def make_trainer_class() -> type:
     Built in a function so that importing this module does not import TRL.
     """
     from accelerate.utils import gather_object
-    from kg_reward.integrations.trl import completion_text
     from trl import GRPOTrainer
 
+    from kg_reward.integrations.trl import completion_text
     from policy_trainer.callbacks import CompletionLog, completion_rows
 
     class KGRewardGRPOTrainer(GRPOTrainer):  # type: ignore[misc]

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import kg_reward.client as client_module
 import pytest
+
+import kg_reward.client as client_module
 from kg_reward.client import AsyncRewardClient, RetryPolicy, RewardClient, ScoreResult
 
 # Short waits keep the retry tests fast; jitter 0 makes the waits exact.

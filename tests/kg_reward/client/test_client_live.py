@@ -7,6 +7,7 @@ import logging
 import socket
 
 import pytest
+
 from kg_reward.client import (
     AsyncRewardClient,
     BadResponseError,

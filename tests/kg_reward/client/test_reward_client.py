@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+
 from kg_reward.client import (
     AsyncRewardClient,
     BadResponseError,
@@ -232,6 +233,26 @@ def test_score_invalid_item_gets_none(run_score, fake_service, make_items):
 
     assert result.rewards == [0.0, None, 2.0]
     assert len(fake_service.bodies()[0]["items"]) == 2
+
+
+def test_score_lone_surrogate_item_gets_none(run_score, fake_service, make_items, caplog):
+    items = make_items(3)
+    items[1]["completion"] = "\ud800 effusion"
+
+    with caplog.at_level(logging.WARNING, logger="kg_reward.client"):
+        result = run_score(A, items)
+
+    assert result.rewards == [0.0, None, 2.0]
+    assert "item #1 is invalid" in caplog.text
+    assert "lone UTF-16 surrogate" in caplog.text
+
+
+def test_score_sends_only_fields_set(run_score, fake_service, make_items):
+    run_score(A, make_items(1), weights=Weights(answer=2.0), options=ScoreOptions(explain=True))
+
+    body = fake_service.bodies()[0]
+    assert body["weights"] == {"answer": 2.0}
+    assert body["options"] == {"explain": True}
 
 
 def test_score_empty_batch_sends_nothing(run_score, fake_service):

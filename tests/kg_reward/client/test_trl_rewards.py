@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from kg_reward.client import AsyncRewardClient, RewardClient
 from kg_reward.integrations.trl import (
     completion_text,

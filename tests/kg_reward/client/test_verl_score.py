@@ -7,6 +7,7 @@ import os
 
 import httpx
 import pytest
+
 from kg_reward.client import RewardClient
 from kg_reward.integrations import verl
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
 from kg_reward.extraction import Extractor
 from kg_reward.scoring import RewardScorer
 from kg_reward.service.app import create_app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from kg_reward.cli import main
 from kg_reward.scoring import RewardScorer
 from kg_reward.service.app import load_scorer
@@ -167,3 +168,97 @@ def test_serve_command_missing_metrics_dir_exits_2(monkeypatch, tmp_path, capsys
 
     assert main(["serve", "--workers", "2"]) == 2
     assert "PROMETHEUS_MULTIPROC_DIR" in capsys.readouterr().err
+
+
+def one_error_line(capsys) -> str:
+    """Return the single stderr line of a failed command; fail if there is a traceback."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_score_command_lone_surrogate_exits_2(tmp_path, capsys):
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"completion": "\\ud800 effusion", "reference": "Effusion."}\n')
+
+    assert main(["score", str(path)]) == 2
+    line = one_error_line(capsys)
+    assert "line 1: completion: contains a lone UTF-16 surrogate" in line
+
+
+def test_score_command_blank_reference_exits_2(tmp_path, capsys):
+    path = write_items(tmp_path / "items.jsonl", [{"completion": GOOD, "reference": " "}])
+
+    assert main(["score", path]) == 2
+    assert "line 1: reference: must contain text" in one_error_line(capsys)
+
+
+def test_score_command_huge_weight_exits_2(items_file, capsys):
+    assert main(["score", items_file, "--answer-weight", "1e308"]) == 2
+    assert "answer: weight must be at most 1e+06" in one_error_line(capsys)
+
+
+def test_score_command_not_utf8_exits_2(tmp_path, capsys):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b'{"completion": "\xff\xfe", "reference": "x"}\n')
+
+    assert main(["score", str(path)]) == 2
+    assert "is not UTF-8 text" in one_error_line(capsys)
+
+
+def test_score_command_input_directory_exits_2(tmp_path, capsys):
+    assert main(["score", str(tmp_path)]) == 2
+    assert "is a directory" in one_error_line(capsys)
+
+
+def test_score_command_output_directory_exits_2(items_file, tmp_path, capsys):
+    assert main(["score", items_file, "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path} is a directory" in one_error_line(capsys)
+
+
+def test_score_command_bad_pipeline_dir_exits_2(items_file, tmp_path, capsys):
+    assert main(["score", items_file, "--pipeline", str(tmp_path)]) == 2
+    assert "is not a saved pipeline directory" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["score", "serve"])
+def test_command_options_not_json_exits_2(command, items_file, monkeypatch, capsys):
+    monkeypatch.setenv("KG_REWARD_OPTIONS", "not json")
+    argv = ["score", items_file] if command == "score" else ["serve"]
+
+    assert main(argv) == 2
+    assert "KG_REWARD_OPTIONS is not valid JSON" in one_error_line(capsys)
+
+
+def test_score_command_bad_cache_size_names_variable(items_file, monkeypatch, capsys):
+    monkeypatch.setenv("KG_REWARD_CACHE_SIZE", "-1")
+
+    assert main(["score", items_file]) == 2
+    line = one_error_line(capsys)
+    assert "KG_REWARD_CACHE_SIZE: Input should be greater than or equal to 0" in line
+
+
+def test_cli_unknown_log_level_exits_2(items_file, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--log-level", "verbose", "score", items_file])
+
+    assert stopped.value.code == 2
+    assert "invalid choice: 'VERBOSE'" in capsys.readouterr().err
+
+
+def test_load_scorer_sets_sentence_cache_size(extractor, monkeypatch):
+    import kg_reward
+
+    monkeypatch.setattr(kg_reward, "load", lambda path=None: extractor)
+    scorer = load_scorer(Settings(sentence_cache_size=7))
+
+    assert scorer.extractor._sentences.cache_size == 7
+
+
+def test_load_scorer_sentence_cache_zero_turns_it_off(extractor, monkeypatch):
+    import kg_reward
+
+    monkeypatch.setattr(kg_reward, "load", lambda path=None: extractor)
+    scorer = load_scorer(Settings(sentence_cache_size=0))
+
+    assert scorer.extractor._sentences is None

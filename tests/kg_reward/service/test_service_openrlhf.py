@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from kg_reward.service.routes.openrlhf import response_text, strip_special_tokens
 
 CHATML_PROMPT = (
@@ -145,12 +146,12 @@ def test_openrlhf_reward_missing_labels_rejected(client):
 @pytest.mark.parametrize(
     ("label", "problem"),
     [
-        (None, "labels[1] is empty"),
-        ("  ", "labels[1] is empty"),
-        ("{not json", "labels[1] starts with '{' but is not valid JSON"),
-        ({"reference_answer": "yes"}, "labels[1] needs a non-empty string under 'reference'"),
-        ({"reference": "x", "answer": "yes"}, "labels[1] has unknown keys ['answer']"),
-        ({"reference": "x", "reference_answer": 1}, "labels[1] has a 'reference_answer'"),
+        (None, "labels[1]: is empty"),
+        ("  ", "labels[1]: is empty"),
+        ("{not json", "labels[1]: starts with '{' but is not valid JSON"),
+        ({"reference_answer": "yes"}, "labels[1]: needs a non-empty string under 'reference'"),
+        ({"reference": "x", "answer": "yes"}, "labels[1]: has unknown keys ['answer']"),
+        ({"reference": "x", "reference_answer": 1}, "labels[1]: has a 'reference_answer'"),
     ],
 )
 def test_openrlhf_reward_bad_label_names_position(client, samples, label, problem):
@@ -168,3 +169,49 @@ def test_openrlhf_reward_batch_limit_returns_413(make_client, samples):
 
     assert reply.status_code == 413
     assert "query has 2 entries" in reply.json()["detail"]
+
+
+def test_openrlhf_reward_plain_label_perfect_scores_one(client):
+    rationale = "There is a small left pleural effusion."
+    body = {"query": [f"<think>{rationale}</think><answer>yes</answer>"], "labels": [rationale]}
+    reply = client.post("/openrlhf/reward", json=body).json()
+
+    # No reference answer, so the answer weight stays out of the divisor.
+    assert reply["scores"] == [pytest.approx(1.0)]
+
+
+def test_openrlhf_reward_lone_surrogate_in_query_names_query(client, samples):
+    body = json.dumps({"query": ["x"], "labels": [samples["reference"]]})
+    body = body.replace('"x"', '"\\ud800 effusion"')
+    reply = client.post(
+        "/openrlhf/reward", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert reply.status_code == 422
+    assert reply.json()["message"].startswith("query[0]: contains a lone UTF-16 surrogate")
+
+
+def test_openrlhf_reward_lone_surrogate_in_label_names_label(client):
+    body = '{"query": ["<think>Effusion.</think>"], "labels": ["\\ud800 effusion"]}'
+    reply = client.post(
+        "/openrlhf/reward", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert reply.status_code == 422
+    assert reply.json()["message"].startswith("labels[0]: reference contains a lone UTF-16")
+
+
+def test_openrlhf_reward_non_text_label_named_once(client, samples):
+    body = openrlhf_body(samples, [samples["reference"], 3])
+    message = client.post("/openrlhf/reward", json=body).json()["message"]
+
+    assert message == "labels[1]: must be a string or an object with 'reference', got int"
+
+
+def test_openrlhf_reward_long_response_names_query(make_client, samples):
+    client = make_client(max_text_chars=len(samples["reference"]))
+    body = {"query": [samples["reference"] + " More text."], "labels": [samples["reference"]]}
+    reply = client.post("/openrlhf/reward", json=body)
+
+    assert reply.status_code == 413
+    assert reply.json()["detail"].startswith("query[0] (response part) has")

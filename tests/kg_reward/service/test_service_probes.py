@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi.testclient import TestClient
+
 from kg_reward.service.app import create_app
 from kg_reward.service.settings import Settings
 

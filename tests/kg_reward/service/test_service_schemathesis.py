@@ -10,11 +10,12 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
+
 from kg_reward.extraction import Extractor
 from kg_reward.scoring import RewardScorer
 from kg_reward.service.app import create_app
 from kg_reward.service.settings import Settings
-from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 
 def build_app():

@@ -151,3 +151,42 @@ def test_score_batch_runs_one_pipeline_pass(client, item, samples, extractor, mo
 
     # Two distinct completions and two distinct references, all in one extract call.
     assert calls == [4]
+
+
+def test_score_explain_keeps_service_preset(make_client, item):
+    client = make_client(options={"preset": "chexpo"})
+    plain = client.post("/score", json={"items": [item()]}).json()
+    explained = client.post("/score", json={"items": [item()], "options": {"explain": True}}).json()
+
+    assert explained["rewards"] == plain["rewards"]
+    # The chexpo preset matches surface text case-sensitively: "Small" is not "small".
+    assert ["Small", "size"] in explained["explanations"][0]["entities"]["extra"]
+
+
+def test_score_request_weight_keeps_other_defaults(make_client, item):
+    client = make_client(weights={"format": 0.5})
+    reply = client.post("/score", json={"items": [item()], "weights": {"answer": 1.0}}).json()
+    components = reply["components"][0]
+
+    expected = (
+        components["answer"]
+        + 0.5 * components["entity"]
+        + 0.5 * components["relation"]
+        + 0.5 * components["format"]
+    )
+    assert reply["rewards"][0] == pytest.approx(expected)
+
+
+def test_score_request_preset_applies_over_defaults(make_client, item):
+    client = make_client(options={"match": "canonical", "metric": "f1"})
+    body = {"items": [item()], "options": {"preset": "chexpo", "explain": True}}
+    explanation = client.post("/score", json=body).json()["explanations"][0]
+
+    assert ["Small", "size"] in explanation["entities"]["extra"]
+
+
+def test_score_empty_completion_scores_zero_graphs(client, item):
+    components = client.post("/score", json={"items": [item("")]}).json()["components"][0]
+
+    assert components["entity"] == 0.0
+    assert components["relation"] == 0.0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from kg_reward.service.settings import Settings
 from pydantic import ValidationError
+
+from kg_reward.service.settings import Settings
 
 
 def test_settings_defaults():
@@ -64,3 +65,15 @@ def test_settings_ignore_unrelated_variables(monkeypatch):
     monkeypatch.setenv("KG_REWARD_URL", "http://127.0.0.1:8000")
 
     assert Settings().cache_size == 4096
+
+
+def test_settings_nested_bool_option_from_env(monkeypatch):
+    monkeypatch.setenv("KG_REWARD_OPTIONS__EXPLAIN", "true")
+
+    assert Settings().options.explain is True
+
+
+def test_settings_sentence_cache_size_from_env(monkeypatch):
+    monkeypatch.setenv("KG_REWARD_SENTENCE_CACHE_SIZE", "0")
+
+    assert Settings().sentence_cache_size == 0

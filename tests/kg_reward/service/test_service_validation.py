@@ -176,4 +176,65 @@ def test_score_nan_weight_as_string_rejected(client, item, value):
     response = client.post("/score", json={"items": [item()], "weights": {"relation": value}})
 
     assert response.status_code == 422
-    assert "weights.relation: weight must be a finite number" in response.json()["message"]
+    assert "weights.relation: Input should be a valid number" in response.json()["message"]
+
+
+def test_score_lone_surrogate_names_field(client):
+    body = '{"items": [{"completion": "\\ud800 effusion", "reference": "Effusion."}]}'
+    response = post_raw(client, "/score", body)
+
+    assert response.status_code == 422
+    assert "items[0].completion: contains a lone UTF-16 surrogate" in response.json()["message"]
+
+
+def test_extract_lone_surrogate_names_field(client):
+    response = post_raw(client, "/extract", '{"texts": ["ok", "\\udc00 effusion"]}')
+
+    assert response.status_code == 422
+    assert "texts[1]: contains a lone UTF-16 surrogate" in response.json()["message"]
+
+
+def test_score_overflowing_weights_rejected(client, item):
+    weights = {"entity": 1e308, "relation": 1e308}
+    response = client.post("/score", json={"items": [item()], "weights": weights})
+
+    assert response.status_code == 422
+    assert "weights.entity: weight must be at most 1e+06" in response.json()["message"]
+
+
+@pytest.mark.parametrize("reference", ["", "  \n"])
+def test_score_blank_reference_rejected(client, item, reference):
+    response = client.post("/score", json={"items": [item(reference=reference)]})
+
+    assert response.status_code == 422
+    assert "items[0].reference: must contain text" in response.json()["message"]
+
+
+@pytest.mark.parametrize("value", ["0.5", True])
+def test_score_weight_string_or_bool_rejected(client, item, value):
+    response = client.post("/score", json={"items": [item()], "weights": {"entity": value}})
+
+    assert response.status_code == 422
+    assert "weights.entity: Input should be a valid number" in response.json()["message"]
+
+
+def test_score_explain_string_rejected(client, item):
+    response = client.post("/score", json={"items": [item()], "options": {"explain": "yes"}})
+
+    assert response.status_code == 422
+    assert "options.explain: Input should be a valid boolean" in response.json()["message"]
+
+
+def test_score_invalid_utf8_body_rejected(client):
+    body = b'{"items": [{"completion": "\xff", "reference": "Effusion."}]}'
+    response = client.post("/score", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("body: invalid UTF-8 at byte 27")
+
+
+def test_score_text_plain_body_gets_415(client):
+    response = client.post("/score", content="{}", headers={"Content-Type": "text/plain"})
+
+    assert response.status_code == 415
+    assert "send Content-Type: application/json" in response.json()["detail"]

@@ -166,9 +166,9 @@ def run_paired(
     machine changes from second to second.
     """
     import httpx
-    from kg_schema.scoring import ScoreItem
 
     from kg_reward.scoring import RewardScorer
+    from kg_schema.scoring import ScoreItem
 
     scorer = RewardScorer(extractor, cache_size=4096 if cache else 0)
     server = start_server(1, server_env(cache))

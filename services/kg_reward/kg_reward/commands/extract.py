@@ -7,21 +7,36 @@ not start with ``{``, plain text whose id is its line number. Blank lines are sk
 output has one JSON object per input text: ``{"id", "entities", "relations"}``, or ReXKG's
 layout with ``--format rexkg``. The whole input is checked before extraction starts, so a bad
 line stops the command (exit code 2, naming the line) before anything is written.
+
+ReXKG's layout maps each entity text to one label, so entities that share a text collapse into
+the first one's label ("No effusion on the right. Small left effusion." keeps only
+``{"effusion": "disorder_notpresent"}``), and relations name entities by text only. The command
+keeps that layout and logs one WARNING per document that lost a label this way, naming the
+texts; ``--format graph`` keeps every entity.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kg_reward.errors import CommandError
 
+if TYPE_CHECKING:
+    from kg_schema import KnowledgeGraph
+
+logger = logging.getLogger(__name__)
+
 FORMATS = ("graph", "rexkg")
+# Texts named in one collapse warning; the count covers all of them.
+MAX_TEXTS_NAMED = 5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown --format {args.format!r}; use one of {', '.join(FORMATS)}")
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.output is not None and args.output.is_dir():
+        raise CommandError(f"--output {args.output} is a directory; pass a file path")
     ids, texts = read_inputs(args.input)
 
     import kg_reward
@@ -71,14 +88,45 @@ def run(args: argparse.Namespace) -> int:
 
     with _open_output(args.output) as handle:
         for graph in graphs:
-            record = graph.to_rexkg() if args.format == "rexkg" else graph.model_dump()
+            if args.format == "rexkg":
+                warn_collapsed_texts(graph)
+                record = graph.to_rexkg()
+            else:
+                record = graph.model_dump()
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0
+
+
+def collapsed_texts(graph: KnowledgeGraph) -> list[str]:
+    """Return the entity texts that carry more than one label in ``graph``, in text order."""
+    labels: dict[str, set[str]] = defaultdict(set)
+    for entity in graph.entities:
+        labels[entity.text].add(entity.label)
+    return [text for text, found in labels.items() if len(found) > 1]
+
+
+def warn_collapsed_texts(graph: KnowledgeGraph) -> None:
+    """Log a WARNING when ReXKG's text -> label layout drops labels of ``graph``."""
+    texts = collapsed_texts(graph)
+    if not texts:
+        return
+    named = ", ".join(repr(text) for text in texts[:MAX_TEXTS_NAMED])
+    more = f" and {len(texts) - MAX_TEXTS_NAMED} more" if len(texts) > MAX_TEXTS_NAMED else ""
+    logger.warning(
+        "document %s: %d entity text(s) have mentions with different labels, and the rexkg "
+        "format keeps only the first label of each, so its relations may describe the other "
+        "mention: %s%s; use --format graph to keep every entity",
+        graph.id,
+        len(texts),
+        named,
+        more,
+    )
 
 
 def read_inputs(source: str) -> tuple[list[str], list[str]]:
     """Read ids and texts, raising CommandError that names the first bad line."""
     from kg_reward.extraction import MAX_TEXT_CHARS
+    from kg_schema.scoring import check_unicode
 
     ids: list[str] = []
     texts: list[str] = []
@@ -87,6 +135,10 @@ def read_inputs(source: str) -> tuple[list[str], list[str]]:
         if not line.strip():
             continue
         record_id, text = _parse_line(line, number, name)
+        try:
+            check_unicode(text)
+        except ValueError as error:
+            raise CommandError(f"{name}:{number}: text {error}") from None
         if len(text) > MAX_TEXT_CHARS:
             raise CommandError(
                 f"{name}:{number}: text has {len(text)} characters, more than the limit of "

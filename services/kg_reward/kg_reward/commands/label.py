@@ -6,18 +6,30 @@
 The reports CSV needs the columns ``uid``, ``findings`` and ``impression`` (other columns
 are ignored, empty cells are allowed). With ``--gold`` the command prints per-finding and
 micro precision, recall and F1 against a label CSV in the same layout as the output.
+
+Rows whose findings and impression contain no text (empty, whitespace or only ``XXXX``
+redactions) get no finding, so ``normal`` is 0 in chestxray14 and ``No Finding`` is blank in
+chexpert. One WARNING gives their count and first uids. A uid that occurs on several rows is
+kept on each (every input row gets an output row) and one WARNING names the repeated uids,
+because a label CSV keyed by uid, such as a gold file, cannot tell those rows apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kg_reward.errors import CommandError
 
+logger = logging.getLogger(__name__)
+
 REPORT_COLUMNS = ("uid", "findings", "impression")
+# Uids named in one warning; the count covers all of them.
+MAX_UIDS_NAMED = 5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def read_reports(path: Path) -> list[dict[str, str]]:
     """Read the report rows, raising CommandError on a missing file or missing columns."""
+    if path.is_dir():
+        raise CommandError(f"--reports {path} is a directory; pass a CSV file")
     if not path.is_file():
         raise CommandError(f"reports file not found: {path}")
     try:
@@ -75,16 +89,24 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.pipeline is not None and not args.pipeline.is_dir():
         raise CommandError(f"--pipeline directory not found: {args.pipeline}")
+    if args.output.is_dir():
+        raise CommandError(f"--output {args.output} is a directory; pass a file path")
     if not args.output.parent.is_dir():
         raise CommandError(f"--output folder not found: {args.output.parent}")
     reports = read_reports(args.reports)
     gold = read_gold(args.gold, args.schema) if args.gold is not None else None
 
     import kg_reward
+    from kg_reward.errors import InputError
     from kg_reward.labeler import Labeler, label_ids, report_text, write_labels
 
-    labeler = Labeler(kg_reward.load(args.pipeline))
+    try:
+        extractor = kg_reward.load(args.pipeline)
+    except (InputError, OSError) as error:
+        raise CommandError(f"cannot load pipeline {args.pipeline}: {error}") from error
+    labeler = Labeler(extractor)
     texts = [report_text(row["findings"], row["impression"]) for row in reports]
+    warn_input_problems([row["uid"] for row in reports], texts)
     rows = labeler.label_texts(texts, args.schema, batch_size=args.batch_size)
     ids = label_ids([row["uid"] for row in reports], args.schema)
     try:
@@ -97,10 +119,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def warn_input_problems(uids: Sequence[str], texts: Sequence[str]) -> None:
+    """Log one WARNING for rows without report text and one for repeated uids."""
+    from kg_reward.labeler import has_report_text
+
+    empty = [uid for uid, text in zip(uids, texts, strict=True) if not has_report_text(text)]
+    if empty:
+        logger.warning(
+            "%d of %d reports have no text in findings or impression (empty, whitespace or "
+            "only XXXX redactions) and get no finding, not normal: uid %s",
+            len(empty),
+            len(uids),
+            _name_some(empty),
+        )
+    repeated = [uid for uid, count in Counter(uids).items() if count > 1]
+    if repeated:
+        logger.warning(
+            "%d uid(s) occur on more than one row; each row is labelled, but a label file "
+            "keyed by uid (such as --gold) matches all of them to one row: %s",
+            len(repeated),
+            _name_some(repeated),
+        )
+
+
+def _name_some(uids: Sequence[str]) -> str:
+    named = ", ".join(repr(uid) for uid in uids[:MAX_UIDS_NAMED])
+    return f"{named} and {len(uids) - MAX_UIDS_NAMED} more" if len(uids) > MAX_UIDS_NAMED else named
+
+
 def read_gold(path: Path, schema: str) -> dict[str, dict[str, str]]:
     """Read the --gold label CSV, raising CommandError when it is missing or malformed."""
     from kg_reward.labeler import read_labels
 
+    if path.is_dir():
+        raise CommandError(f"--gold {path} is a directory; pass a CSV file")
     if not path.is_file():
         raise CommandError(f"gold file not found: {path}")
     try:

@@ -72,15 +72,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
-    from kg_reward.service.app import load_scorer
-    from kg_reward.service.settings import Settings
-    from kg_schema.scoring import ScoreOptions, Weights
     from pydantic import ValidationError
+
+    from kg_reward.errors import InputError
+    from kg_reward.service.app import load_scorer
+    from kg_reward.service.settings import describe_settings_error, read_settings
+    from kg_schema.scoring import ScoreOptions, Weights
 
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
-        settings = Settings()
+        settings = read_settings()
+    except ValueError as error:
+        raise CommandError(f"invalid settings: {describe_settings_error(error)}") from error
+    try:
         weights = Weights(**{**settings.weights.model_dump(), **_weight_flags(args)})
         options = ScoreOptions(**{**settings.options.model_dump(), **_option_flags(args)})
     except ValidationError as error:
@@ -90,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"pipeline directory not found: {args.pipeline}")
         settings.pipeline_path = args.pipeline
 
+    _check_output(args.output)
     items = list(_read_items(args.input))
-    scorer = load_scorer(settings)
+    try:
+        scorer = load_scorer(settings)
+    except (InputError, OSError) as error:
+        raise CommandError(f"cannot load pipeline {settings.pipeline_path}: {error}") from error
     with _open_output(args.output) as output:
         for start in range(0, len(items), args.batch_size):
             batch = [item for _, item in items[start : start + args.batch_size]]
@@ -128,12 +137,13 @@ def _option_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _read_items(source: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, ScoreItem); raise CommandError naming the first bad line."""
-    from kg_reward.service.settings import EXTRACTOR_MAX_TEXT_CHARS
-    from kg_schema.scoring import ScoreItem
     from pydantic import ValidationError
 
+    from kg_reward.service.settings import EXTRACTOR_MAX_TEXT_CHARS
+    from kg_schema.scoring import ScoreItem
+
     with _open_input(source) as stream:
-        for number, line in enumerate(stream, start=1):
+        for number, line in _numbered_lines(stream, source):
             if not line.strip():
                 continue
             try:
@@ -152,13 +162,24 @@ def _read_items(source: str) -> Iterator[tuple[int, Any]]:
             yield number, item
 
 
+def _numbered_lines(stream: IO[str], source: str) -> Iterator[tuple[int, str]]:
+    # The text stream decodes ahead in blocks, so a decoding error cannot name its line.
+    try:
+        yield from enumerate(stream, start=1)
+    except UnicodeDecodeError as error:
+        raise CommandError(
+            f"{source} is not UTF-8 text ({error.reason}); save the file as UTF-8"
+        ) from None
+
+
 def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 def _describe(error: Any) -> str:
     return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'line'}: {item['msg']}"
+        f"{'.'.join(str(part) for part in item['loc']) or 'line'}: "
+        f"{str(item['msg']).removeprefix('Value error, ')}"
         for item in error.errors()
     )
 
@@ -167,14 +188,31 @@ def _open_input(source: str) -> AbstractContextManager[IO[str]]:
     if source == "-":
         return nullcontext(sys.stdin)
     path = Path(source)
+    if path.is_dir():
+        raise CommandError(f"input {source} is a directory; pass a JSONL file")
     if not path.is_file():
         raise CommandError(f"input file not found: {source}")
-    return path.open(encoding="utf-8")
+    try:
+        return path.open(encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"cannot read input {source}: {error.strerror}") from None
+
+
+def _check_output(path: Path | None) -> None:
+    """Reject an unusable --output before the pipeline loads."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CommandError(f"--output {path} is a directory; pass a file path")
+    if not path.parent.is_dir():
+        raise CommandError(f"output directory not found: {path.parent}")
 
 
 def _open_output(path: Path | None) -> AbstractContextManager[IO[str]]:
     if path is None:
         return nullcontext(sys.stdout)
-    if not path.parent.is_dir():
-        raise CommandError(f"output directory not found: {path.parent}")
-    return path.open("w", encoding="utf-8")
+    _check_output(path)
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"cannot write --output {path}: {error.strerror}") from None

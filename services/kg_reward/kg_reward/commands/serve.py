@@ -43,21 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
-    from kg_reward.service.settings import Settings
-    from pydantic import ValidationError
+
+    from kg_reward.service.settings import describe_settings_error, read_settings
 
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
     try:
-        settings = Settings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"KG_REWARD_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise CommandError(f"invalid settings: {problems}") from error
+        settings = read_settings()
+    except ValueError as error:
+        raise CommandError(f"invalid settings: {describe_settings_error(error)}") from error
 
     # With several workers, uvicorn (0.55) exits with status 0 when they fail to start, so
     # the path is checked up front.

@@ -63,9 +63,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kg_schema.scoring import ScoreOptions, Weights
-
 from kg_reward.client import AsyncRewardClient, ClientSettings, RewardClient, ScoreResult
+from kg_schema.scoring import ScoreOptions, Weights
 
 __all__ = [
     "AsyncComponentReward",

@@ -36,9 +36,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kg_schema.scoring import Components, ScoreOptions, Weights
-
 from kg_reward.client import ClientSettings, RewardClient, ScoreResult
+from kg_schema.scoring import Components, ScoreOptions, Weights
 
 __all__ = ["compute_score", "compute_score_batch", "get_client"]
 

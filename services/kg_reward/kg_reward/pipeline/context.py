@@ -17,6 +17,8 @@ Rules, applied per sentence to entities whose label is in ``target_labels``:
   negates the pneumothorax; at equal distance uncertainty wins over negation;
 * an assertion already set by the lexicon (for example "clear" as absent opacity) stays;
 * entities with other labels and entities without a governing cue are ``present``.
+
+Cue phrases match across line breaks, tabs and runs of spaces ("not" and "seen" on two lines).
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from spacy.tokens import Doc
 
 from kg_reward.pipeline.data import CUES_PATH, read_jsonl, resolve_annotations, strip_locations
 from kg_reward.pipeline.entities import register_extensions
-from kg_reward.pipeline.spans import SentenceIndex, entity_rows, longest_first
+from kg_reward.pipeline.spans import (
+    SentenceIndex,
+    count_spaces_before,
+    entity_rows,
+    longest_first,
+    matches_through_spaces,
+    space_mask,
+)
 
 CUE_KINDS = ("negation", "uncertainty", "pseudo", "termination")
 DIRECTIONS = ("forward", "backward", "both")
@@ -101,9 +110,13 @@ class AssertionDetector:
         entities = entity_rows(doc)
         if not entities:
             return doc
+        spaces = space_mask(doc)
+        spaces_before = count_spaces_before(spaces)
         cues = [
             (start, end, *self._kind_of[match_id])
-            for match_id, start, end in longest_first(self._matcher(doc))
+            for match_id, start, end in longest_first(
+                matches_through_spaces(self._matcher, doc, spaces), spaces_before
+            )
         ]
         sentences = SentenceIndex(doc) if cues else None
         cue_starts = [cue[0] for cue in cues]
@@ -118,7 +131,9 @@ class AssertionDetector:
             # other sentences' cues are skipped.
             first = bisect.bisect_left(cue_starts, bounds[0])
             last = bisect.bisect_left(cue_starts, bounds[1], first)
-            assertions[(start, end)] = self._assertion_of(start, end, cues[first:last], bounds)
+            assertions[(start, end)] = self._assertion_of(
+                start, end, cues[first:last], bounds, spaces_before
+            )
         return doc
 
     def _assertion_of(
@@ -127,6 +142,7 @@ class AssertionDetector:
         end: int,
         cues: list[tuple[int, int, str, str]],
         sentence: tuple[int, int],
+        spaces_before: list[int] | None = None,
     ) -> str:
         best: tuple[int, int, str] | None = None
         for cue_start, cue_end, kind, direction in cues:
@@ -146,6 +162,9 @@ class AssertionDetector:
                 between = (start, start)
             else:
                 continue
+            if spaces_before is not None:
+                # Line breaks and tabs inside the sentence do not count as words.
+                distance -= spaces_before[between[1]] - spaces_before[between[0]]
             if distance > self.max_scope_tokens:
                 continue
             if _blocked(cues, between, cue_start):

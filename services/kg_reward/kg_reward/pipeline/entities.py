@@ -18,8 +18,12 @@ A lexicon entry is one JSON object per line::
   disorders, devices and procedures), ``assertion`` (``absent`` for a term that itself states
   an absence, such as "clear" for opacity), ``source`` (where the entry came from).
 
-Overlapping matches resolve to the longest, then the earliest, so "left lower lobe" wins over
-"lobe" and "pleural effusion" over "effusion". Entities land in ``doc.ents`` with the canonical
+Phrases and token patterns match across line breaks, tabs and runs of spaces, because spaCy
+makes each of those a token of its own and hard-wrapped reports split terms with them
+("pleural" at the end of one line, "effusion" on the next). Such a match keeps the whitespace
+in its span but never crosses a sentence start. Overlapping matches resolve to the longest,
+then the earliest, so "left lower lobe" wins over "lobe" and "pleural effusion" over
+"effusion". Entities land in ``doc.ents`` with the canonical
 name as ``ent_id_`` (empty for entries without one: the extractor then normalizes the surface
 text); entries with an ``assertion`` set ``span._.assertion``.
 """
@@ -46,7 +50,13 @@ from kg_reward.pipeline.data import (
     read_lexicon_dir,
     strip_locations,
 )
-from kg_reward.pipeline.spans import doc_text, longest_first
+from kg_reward.pipeline.spans import (
+    count_spaces_before,
+    doc_text,
+    longest_first,
+    matches_through_spaces,
+    space_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -247,9 +257,12 @@ class LexiconEntityRecognizer:
         return key
 
     def __call__(self, doc: Doc) -> Doc:
-        matches = self._lower(doc) + self._orth(doc)
+        # Terms match across line breaks, tabs and runs of spaces ("pleural\neffusion").
+        spaces = space_mask(doc)
+        matches = matches_through_spaces(self._lower, doc, spaces)
+        matches += matches_through_spaces(self._orth, doc, spaces)
         if len(self._tokens):
-            matches += self._tokens(doc)
+            matches += matches_through_spaces(self._tokens, doc, spaces)
         if self._regexes:
             matches += _regex_matches(doc, self._regexes)
 
@@ -262,7 +275,7 @@ class LexiconEntityRecognizer:
         assertions: dict[tuple[int, int], str] = {}
         headers = _header_ranges(doc)
 
-        for match_id, start, end in longest_first(matches):
+        for match_id, start, end in longest_first(matches, count_spaces_before(spaces)):
             if headers and any(first <= start < after for first, after in headers):
                 continue
             info = self._info[match_id]

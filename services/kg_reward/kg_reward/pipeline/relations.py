@@ -1,25 +1,37 @@
 """Rule-based relations between the entities of one sentence, in ReXKG's directions.
 
-Cue phrases come from a data file, one JSON object per line ``{"phrase", "kind"}``. The kind
-is ``suggestive_of`` (a phrase that links a finding to what it implies), ``located_at`` (a
-preposition that links a finding to a place), ``bridge`` (words that may sit between a finding
-and a located_at preposition: "is seen", "the"), ``copula`` (words between a head and a
-modifier that follows it: "is", "measuring"), ``link`` (words that coordinate terms: ",",
-"and", "with") or ``modifier_link`` (words between a modifier and its head: "and", "to").
+Cue phrases come from a data file, one JSON object per line ``{"phrase", "kind"}``. The kinds:
+
+* ``suggestive_of``: a phrase that links a finding to what it implies;
+* ``located_at``: a preposition that links a finding to a place;
+* ``bridge``: words that may sit between a finding and a located_at preposition ("is seen");
+* ``copula``: words between a head and a modifier that follows it ("is", "measuring");
+* ``link``: words that coordinate terms (",", "and", "with");
+* ``modifier_link``: words between a modifier and its head ("and", "to");
+* ``coordination``: words that join peer terms (",", "and", "or", but not "with");
+* ``alternative``: words that join alternative readings of one finding ("or", "versus");
+* ``shared_place``: a word after a preposition that makes the place shared ("both").
+
+Whitespace tokens (line breaks, tabs, runs of spaces) count as absent in every rule.
 
 Rules, on the entity labels of the entity component:
 
 * ``modify`` (modifier -> head): a ``size`` or ``concept`` entity modifies the next head entity
   to its right when only modifier links and other modifiers lie between them ("small left pleural
-  effusion": small -> effusion); it modifies the head to its left when only copula words lie
-  between them ("heart size is normal", "nodule measuring 5 mm"); an anatomy term modifies the
-  anatomy term that follows it directly ("left" -> "lung");
+  effusion": small -> effusion), unless a coordination word comes right before that head
+  ("heart size normal and lungs are clear"); it modifies the head to its left when only copula
+  words lie between them ("heart size is normal", "nodule measuring 5 mm"); an anatomy term
+  modifies the anatomy term that follows it directly ("left" -> "lung");
 * ``located_at`` (finding or device -> anatomy): an anatomy term directly before a finding
   ("right lower lobe pneumonia"); an anatomy term that is the subject of a predicate finding
   ("the heart is mildly enlarged"); or a finding followed, across bridge words, by a located_at
   preposition and then, across determiners and modifiers, an anatomy term ("opacity in the left
-  lower lobe"); findings coordinated with the first one share the location, and so do anatomy
-  terms coordinated after the first;
+  lower lobe"); anatomy terms coordinated after the first are places too. Findings before the
+  nearest one share its place when alternative words join them ("scarring versus atelectasis
+  in the lingula"), or when coordination words join them and a shared_place word follows the
+  preposition ("effusion and atelectasis in both lower lobes"). Otherwise only the nearest
+  finding gets the place ("pneumomediastinum and subcutaneous emphysema in the neck",
+  "pacemaker with leads in the right atrium");
 * ``suggestive_of`` (finding -> implied finding): a suggestive_of phrase between two findings
   ("opacity may represent pneumonia", "opacities, likely atelectasis"); every finding
   coordinated after the phrase is a target.
@@ -35,6 +47,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy
 import srsly
 from spacy.attrs import LOWER
 from spacy.language import Language
@@ -47,13 +60,32 @@ from kg_reward.pipeline.data import (
     resolve_annotations,
     strip_locations,
 )
-from kg_reward.pipeline.spans import SentenceIndex, entity_rows, longest_first
+from kg_reward.pipeline.spans import (
+    SentenceIndex,
+    count_spaces_before,
+    entity_rows,
+    longest_first,
+    matches_through_spaces,
+    space_mask,
+)
 
-RELATION_CUE_KINDS = ("suggestive_of", "located_at", "bridge", "copula", "link", "modifier_link")
+RELATION_CUE_KINDS = (
+    "suggestive_of",
+    "located_at",
+    "bridge",
+    "copula",
+    "link",
+    "modifier_link",
+    "coordination",
+    "alternative",
+    "shared_place",
+)
 FINDING_LABELS = frozenset({"disorder", "device"})
 MODIFIER_LABELS = frozenset({"size", "concept"})
 HEAD_LABELS = frozenset({"disorder", "device", "anatomy", "procedure"})
 _CUE_KEYS = frozenset({"phrase", "kind", "source", "_where"})
+# Stands in for the LOWER hash of whitespace tokens, which no cue sequence contains.
+SPACE_TOKEN = -1
 
 Relations = set[tuple[int, int, str]]
 
@@ -138,11 +170,19 @@ class RelationExtractor:
         rows = entity_rows(doc)
         if len(rows) > 1:
             entities = [_Entity(i, *row) for i, row in enumerate(rows)]
+            spaces = space_mask(doc)
+            spaces_before = count_spaces_before(spaces)
             cues = [
                 (start, end, self._kind_of[match_id])
-                for match_id, start, end in longest_first(self._matcher(doc))
+                for match_id, start, end in longest_first(
+                    matches_through_spaces(self._matcher, doc, spaces), spaces_before
+                )
             ]
             lowers = doc.to_array(LOWER).tolist()
+            if spaces is not None:
+                # Whitespace tokens (line breaks, tabs) are transparent to the gap rules.
+                for position in numpy.flatnonzero(spaces).tolist():
+                    lowers[position] = SPACE_TOKEN
             sentences = SentenceIndex(doc)
             cue_starts = [cue[0] for cue in cues]
             for group in _group_by_sentence(entities, sentences):
@@ -151,9 +191,15 @@ class RelationExtractor:
                 sentence_start, sentence_end = sentences.bounds(group[0].start)
                 first = bisect.bisect_left(cue_starts, sentence_start)
                 last = bisect.bisect_left(cue_starts, sentence_end, first)
-                _SentenceRelations(self, lowers, group, cues[first:last], relations).run()
+                _SentenceRelations(
+                    self, lowers, group, cues[first:last], relations, spaces_before=spaces_before
+                ).run()
         doc._.relations = sorted(relations)
         return doc
+
+    def sequences(self, kind: str) -> frozenset[tuple[int, ...]]:
+        """Return the cue phrases of ``kind`` as tuples of LOWER hashes."""
+        return self._sequences[kind]
 
     def gap_is(self, lowers: list[int], start: int, end: int, kind: str) -> bool:
         """Return True when tokens in [start, end) are all phrases of the given cue kind."""
@@ -191,6 +237,8 @@ class _SentenceRelations:
         entities: list[_Entity],
         cues: list[tuple[int, int, str]],
         relations: Relations,
+        *,
+        spaces_before: list[int] | None,
     ) -> None:
         self.lowers = lowers
         self.entities = entities
@@ -198,9 +246,28 @@ class _SentenceRelations:
         self.relations = relations
         self.max_gap = extractor.max_gap_tokens
         self._gap_is = extractor.gap_is
+        self.has_spaces = spaces_before is not None
+        self.spaces_before = spaces_before
+        self._shared_place = extractor.sequences("shared_place")
 
     def gap(self, start: int, end: int, kind: str) -> bool:
+        if self.has_spaces and SPACE_TOKEN in self.lowers[start:end]:
+            words = [lower for lower in self.lowers[start:end] if lower != SPACE_TOKEN]
+            return self._gap_is(words, 0, len(words), kind)
         return self._gap_is(self.lowers, start, end, kind)
+
+    def too_far(self, end: int, start: int) -> bool:
+        """Return True when more than ``max_gap`` words (whitespace aside) lie in [end, start)."""
+        words = start - end
+        if self.spaces_before is not None:
+            words -= self.spaces_before[start] - self.spaces_before[end]
+        return words > self.max_gap
+
+    def adjacent(self, end: int, start: int) -> bool:
+        """Return True when only whitespace tokens, if any, lie between ``end`` and ``start``."""
+        return end == start or (
+            start > end and all(lower == SPACE_TOKEN for lower in self.lowers[end:start])
+        )
 
     def run(self) -> None:
         # located_at runs first: a predicate modifier skips over the place of its finding.
@@ -217,7 +284,7 @@ class _SentenceRelations:
                     self.relations.add((entity.ent_index, head.ent_index, "modify"))
             elif entity.label == "anatomy" and position + 1 < len(entities):
                 following = entities[position + 1]
-                if following.label == "anatomy" and following.start == entity.end:
+                if following.label == "anatomy" and self.adjacent(entity.end, following.start):
                     self.relations.add((entity.ent_index, following.ent_index, "modify"))
 
     def modified_heads(self, position: int) -> list[_Entity]:
@@ -230,6 +297,12 @@ class _SentenceRelations:
             if not self.gap(cursor, candidate.start, "modifier_link"):
                 break
             if candidate.label in HEAD_LABELS:
+                # A coordinator right before a head starts a new phrase: in "heart size normal
+                # and lungs are clear" normal describes the heart size, not the lungs.
+                if not self.adjacent(cursor, candidate.start) and self.gap(
+                    cursor, candidate.start, "coordination"
+                ):
+                    break
                 return [self.last_of_run(later)]
             cursor = candidate.end
         cursor = entities[position].start
@@ -253,7 +326,7 @@ class _SentenceRelations:
             if entity.end > anatomy.start:
                 break
             if (entity.ent_index, anatomy.ent_index, "located_at") in self.relations and (
-                entity.end != anatomy.start
+                not self.adjacent(entity.end, anatomy.start)
             ):
                 return entity
         return None
@@ -263,7 +336,10 @@ class _SentenceRelations:
         entities = self.entities
         while position + 1 < len(entities):
             following = entities[position + 1]
-            if following.start != entities[position].end or following.label not in HEAD_LABELS:
+            if (
+                not self.adjacent(entities[position].end, following.start)
+                or following.label not in HEAD_LABELS
+            ):
                 break
             position += 1
         return entities[position]
@@ -280,10 +356,13 @@ class _SentenceRelations:
                 self.relations.add((finding.ent_index, subject.ent_index, "located_at"))
             for anatomy in self.anatomy_adjacent_after(position):
                 self.relations.add((finding.ent_index, anatomy.ent_index, "located_at"))
-            places = self.anatomy_after(position)
-            if not places:
+            after = self.preposition_after(position)
+            places = [] if after is None else self.anatomy_run(position, after)
+            if not places or after is None:
                 continue
-            for source in [finding, *self.coordinated_before(position, FINDING_LABELS)]:
+            # "pacemaker with leads in the right atrium": only the leads are in the atrium.
+            link = "coordination" if self.starts_with_shared_place(after) else "alternative"
+            for source in [finding, *self.coordinated_before(position, FINDING_LABELS, link=link)]:
                 for anatomy in places:
                     self.relations.add((source.ent_index, anatomy.ent_index, "located_at"))
 
@@ -326,22 +405,30 @@ class _SentenceRelations:
         if position + 1 >= len(self.entities):
             return []
         following = self.entities[position + 1]
-        if following.label != "anatomy" or following.start != self.entities[position].end:
+        if following.label != "anatomy" or not self.adjacent(
+            self.entities[position].end, following.start
+        ):
             return []
         return [self.last_of_run(position + 1)]
 
-    def anatomy_after(self, position: int) -> list[_Entity]:
-        """Return anatomy terms after a located_at preposition that follows the finding."""
+    def preposition_after(self, position: int) -> int | None:
+        """Return the token after a located_at preposition that follows the finding, if any."""
         cursor = self.entities[position].end
         for cue_start, cue_end, kind in self.cues:
             if kind != "located_at" or cue_start < cursor:
                 continue
-            if cue_start - cursor > self.max_gap or not self.only_bridge_or_modifiers(
+            if self.too_far(cursor, cue_start) or not self.only_bridge_or_modifiers(
                 position, cursor, cue_start
             ):
-                return []
-            return self.anatomy_run(position, cue_end)
-        return []
+                return None
+            return cue_end
+        return None
+
+    def starts_with_shared_place(self, cursor: int) -> bool:
+        """Return True when the first word at ``cursor`` is a shared_place word ("both")."""
+        while cursor < len(self.lowers) and self.lowers[cursor] == SPACE_TOKEN:
+            cursor += 1
+        return cursor < len(self.lowers) and (self.lowers[cursor],) in self._shared_place
 
     def only_bridge_or_modifiers(self, position: int, start: int, end: int) -> bool:
         """Return True when tokens in [start, end) are bridge words or modifier entities."""
@@ -365,7 +452,7 @@ class _SentenceRelations:
             # Before the first place, further prepositions may follow a measurement
             # ("terminates 4 cm above the carina").
             gap_kind = "link" if found else "bridge|located_at"
-            if candidate.start - cursor > self.max_gap or not self.gap(
+            if self.too_far(cursor, candidate.start) or not self.gap(
                 cursor, candidate.start, gap_kind
             ):
                 break
@@ -379,11 +466,16 @@ class _SentenceRelations:
         return [
             entity
             for i, entity in enumerate(found)
-            if i + 1 == len(found) or found[i + 1].start != entity.end
+            if i + 1 == len(found) or not self.adjacent(entity.end, found[i + 1].start)
         ]
 
     def coordinated_before(
-        self, position: int, labels: frozenset[str], *, cross_anatomy: bool = False
+        self,
+        position: int,
+        labels: frozenset[str],
+        *,
+        cross_anatomy: bool = False,
+        link: str = "link",
     ) -> list[_Entity]:
         """Return entities with ``labels`` joined to the one at ``position`` by links ("A, B").
 
@@ -395,9 +487,9 @@ class _SentenceRelations:
         cursor = self.entities[position].start
         for earlier in range(position - 1, -1, -1):
             candidate = self.entities[earlier]
-            if not self.gap(candidate.end, cursor, "link"):
+            if not self.gap(candidate.end, cursor, link):
                 break
-            if candidate.end == cursor and candidate.label not in MODIFIER_LABELS:
+            if self.adjacent(candidate.end, cursor) and candidate.label not in MODIFIER_LABELS:
                 break  # adjacent terms form one phrase ("right pleural effusion")
             if candidate.label in labels:
                 found.append(candidate)
@@ -428,7 +520,7 @@ class _SentenceRelations:
             candidate = self.entities[position]
             if candidate.end > cue_start or candidate.label not in FINDING_LABELS:
                 continue
-            if cue_start - candidate.end > self.max_gap:
+            if self.too_far(candidate.end, cue_start):
                 return []
             coordinated = self.coordinated_before(position, FINDING_LABELS, cross_anatomy=True)
             return [candidate, *coordinated]
@@ -441,7 +533,7 @@ class _SentenceRelations:
             if candidate.start < cursor:
                 continue
             gap_kind = "link" if found else "bridge"
-            if candidate.start - cursor > self.max_gap or not self.gap(
+            if self.too_far(cursor, candidate.start) or not self.gap(
                 cursor, candidate.start, gap_kind
             ):
                 break

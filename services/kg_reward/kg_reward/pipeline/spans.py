@@ -6,17 +6,26 @@ import bisect
 from typing import Any, NamedTuple
 
 import numpy
-from spacy.attrs import ENT_ID, ENT_IOB, ENT_TYPE, IDX, LENGTH, SENT_START
+from spacy.attrs import ENT_ID, ENT_IOB, ENT_TYPE, IDX, IS_SPACE, LENGTH, SENT_START
 from spacy.tokens import Doc
 
 Match = tuple[int, int, int]
 
 
-def longest_first(matches: list[Match]) -> list[Match]:
-    """Keep non-overlapping matches, longest first and then earliest, in text order."""
+def longest_first(matches: list[Match], spaces_before: list[int] | None = None) -> list[Match]:
+    """Keep non-overlapping matches, longest first and then earliest, in text order.
+
+    ``spaces_before`` (from ``count_spaces_before``) makes the length of a match leave out
+    its whitespace tokens, so a term split by a line break is as long as the same term on
+    one line.
+    """
     if len(matches) < 2:
         return list(matches)
-    ordered = sorted(matches, key=lambda m: (m[1] - m[2], m[1]))
+    if spaces_before is None:
+        ordered = sorted(matches, key=lambda m: (m[1] - m[2], m[1]))
+    else:
+        counts = spaces_before
+        ordered = sorted(matches, key=lambda m: (m[1] - m[2] + counts[m[2]] - counts[m[1]], m[1]))
     taken = bytearray(max(end for _, _, end in matches))
     kept = []
     for match in ordered:
@@ -134,3 +143,77 @@ def token_offsets(doc: Doc) -> tuple[list[int], list[int]]:
         return [], []
     offsets, lengths = doc.to_array([IDX, LENGTH]).T.tolist()
     return offsets, lengths
+
+
+def space_mask(doc: Doc) -> numpy.ndarray | None:
+    """Mark the whitespace tokens inside sentences, or return None when there are none.
+
+    spaCy keeps every whitespace character except a single space after a word as a token of
+    its own, so a line break, a tab or a run of spaces inside a term ("pleural\\neffusion")
+    splits it. Whitespace at the start or end of a sentence splits nothing and is left
+    unmarked, which keeps the common case (a line break after a sentence) on the fast path.
+    """
+    if not len(doc):
+        return None
+    mask = doc.to_array(IS_SPACE).astype(bool)
+    if not mask.any():
+        return None
+    starts = numpy.zeros(len(doc), dtype=bool)
+    if doc.has_annotation("SENT_START"):
+        starts = doc.to_array(SENT_START) == 1
+    starts[0] = True
+    inner = numpy.zeros(len(doc), dtype=bool)
+    for position in numpy.flatnonzero(mask).tolist():
+        inner[position] = _between_words(mask, starts, position)
+    return inner if inner.any() else None
+
+
+def _between_words(mask: numpy.ndarray, starts: numpy.ndarray, position: int) -> bool:
+    """Return True when a word of the same sentence lies on both sides of a whitespace token."""
+    before = position
+    while mask[before] and not starts[before]:
+        before -= 1
+    if mask[before]:
+        return False  # only whitespace back to the sentence start
+    after = position + 1
+    while after < len(mask) and mask[after] and not starts[after]:
+        after += 1
+    return after < len(mask) and not starts[after]
+
+
+def count_spaces_before(spaces: numpy.ndarray | None) -> list[int] | None:
+    """Return, per token position (and the end), how many marked whitespace tokens precede it."""
+    if spaces is None:
+        return None
+    return [0, *numpy.cumsum(spaces).tolist()]
+
+
+def matches_through_spaces(matcher: Any, doc: Doc, spaces: numpy.ndarray | None) -> list[Match]:
+    """Run a Matcher or PhraseMatcher as if the whitespace tokens of ``doc`` were not there.
+
+    The matcher runs on a copy of the doc without its whitespace tokens, and each match is
+    mapped back to the tokens of ``doc``, so a match may contain whitespace tokens. A match
+    that would cross a sentence start of ``doc`` is dropped, because the components only look
+    inside one sentence.
+    """
+    if spaces is None:
+        return list(matcher(doc))
+    kept = numpy.flatnonzero(~spaces)
+    if not len(kept):
+        return []
+    text = doc_text(doc)
+    offsets, lengths = doc.to_array([IDX, LENGTH]).T.tolist()
+    words = [text[offsets[i] : offsets[i] + lengths[i]] for i in kept.tolist()]
+    compact = Doc(doc.vocab, words=words, spaces=[True] * len(words))
+    sentence_starts = doc.to_array(SENT_START) == 1 if doc.has_annotation("SENT_START") else None
+    mapped = []
+    for match_id, start, end in matcher(compact):
+        first, last = int(kept[start]), int(kept[end - 1]) + 1
+        if (
+            last - first != end - start
+            and sentence_starts is not None
+            and sentence_starts[first + 1 : last].any()
+        ):
+            continue
+        mapped.append((match_id, first, last))
+    return mapped

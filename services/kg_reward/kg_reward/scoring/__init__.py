@@ -2,6 +2,7 @@
 
 from kg_reward.scoring.answers import answer_items, normalize_answer, score_answer
 from kg_reward.scoring.cache import ReferenceCache, ReferenceEntry, reference_key
+from kg_reward.scoring.defaults import merge_options, merge_weights
 from kg_reward.scoring.scorer import (
     BatchStats,
     GraphExtractor,
@@ -23,6 +24,8 @@ __all__ = [
     "ScoredBatch",
     "answer_items",
     "compare_sets",
+    "merge_options",
+    "merge_weights",
     "normalize_answer",
     "reference_key",
     "score_answer",

@@ -15,6 +15,21 @@ For each item, with its own completion and its own reference:
 
 reward = w_answer * answer + w_entity * entity + w_relation * relation + w_format * format,
 with a None component counting as 0.
+
+Entities match as (name, label). In ``canonical`` mode relations match as (head name,
+head label, relation type, tail name, tail label), so a negated finding
+(``disorder_notpresent``) never matches an affirmed one. In ``surface`` mode relations are
+plain (head text, type, tail text) triplets, as the published CheXPO-v2 code has them.
+
+Behaviours to know before tuning a run:
+
+- The ``chexpo`` preset matches surface text exactly, so it is case-sensitive as published:
+  "Effusion" and "effusion" are different entities.
+- Uncertain (hedged) findings carry ``*_present`` labels, the ReXKG convention, so
+  "possible effusion" matches "effusion".
+- Two empty sets score ``empty_score`` (1.0 by default, as published). A rationale with
+  no findings against a reference with no findings therefore gets full entity and
+  relation credit; raise the format weight or lower ``empty_score`` to counter it.
 """
 
 from __future__ import annotations
@@ -26,6 +41,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from kg_reward.scoring.answers import score_answer
+from kg_reward.scoring.cache import ReferenceCache, ReferenceEntry, reference_key
+from kg_reward.scoring.similarity import compare_sets, set_similarity
+from kg_reward.tags import parse_completion
 from kg_schema import KnowledgeGraph
 from kg_schema.scoring import (
     Components,
@@ -35,11 +54,6 @@ from kg_schema.scoring import (
     ScoreResponse,
     Weights,
 )
-
-from kg_reward.scoring.answers import score_answer
-from kg_reward.scoring.cache import ReferenceCache, ReferenceEntry, reference_key
-from kg_reward.scoring.similarity import compare_sets, set_similarity
-from kg_reward.tags import parse_completion
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +102,9 @@ def score_item(
     """Compute the components and the composite reward of one parsed completion."""
     predicted_entities = completion_graph.entity_keys(options.match)
     expected_entities = reference_graph.entity_keys(options.match)
-    predicted_relations = completion_graph.relation_keys(options.match)
-    expected_relations = reference_graph.relation_keys(options.match)
+    labels = options.match == "canonical"
+    predicted_relations = completion_graph.relation_keys(options.match, labels=labels)
+    expected_relations = reference_graph.relation_keys(options.match, labels=labels)
 
     similarity = partial(
         set_similarity, metric=options.metric, beta=options.beta, empty_score=options.empty_score

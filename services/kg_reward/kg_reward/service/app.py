@@ -34,7 +34,17 @@ DESCRIPTION = (
     "Knowledge-graph process rewards for chest X-ray reasoning. POST /score takes "
     "completions with their own references and returns the composite reward and its "
     "components; POST /extract returns the knowledge graphs of texts; POST "
-    "/openrlhf/reward speaks OpenRLHF's remote reward-model protocol."
+    "/openrlhf/reward speaks OpenRLHF's remote reward-model protocol.\n\n"
+    "Request `weights` and `options` replace only the fields they send; the rest keep the "
+    "service defaults (KG_REWARD_WEIGHTS, KG_REWARD_OPTIONS), and `explain` never changes "
+    "the reward.\n\n"
+    "Scoring behaviours to know: the `chexpo` preset matches surface text exactly, so it is "
+    "case-sensitive as published. Uncertain (hedged) findings carry `*_present` labels, the "
+    "ReXKG convention, so they match affirmed ones. Two empty sets score `empty_score` (1.0 "
+    "by default, as published), so a rationale without findings gets full entity and "
+    "relation credit against a reference without findings; raise the format weight or lower "
+    "`empty_score` to counter it. In `canonical` match mode a relation carries the labels of "
+    "both ends, so a negated finding never matches an affirmed one."
 )
 
 
@@ -88,12 +98,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def load_scorer(settings: Settings) -> RewardScorer:
     """Load the extraction pipeline named by the settings and wrap it in a scorer."""
     import kg_reward
+    from kg_reward.extraction import Extractor
 
     started = time.perf_counter()
-    extractor = kg_reward.load(settings.pipeline_path)
+    loaded = kg_reward.load(settings.pipeline_path)
     # The scorer's reference cache (with hit and miss metrics) replaces the extractor's own
-    # text cache, so that KG_REWARD_CACHE_SIZE=0 really turns caching off.
-    extractor.cache_size = 0
+    # text cache. The extractor's sentence cache stays, sized by KG_REWARD_SENTENCE_CACHE_SIZE,
+    # so caching is fully off only when that and KG_REWARD_CACHE_SIZE are both 0.
+    extractor = Extractor(
+        loaded.nlp,
+        skip_sections=loaded.skip_sections,
+        cache_size=0,
+        sentence_cache_size=settings.sentence_cache_size,
+    )
     logger.info(
         "process %d loaded the pipeline (%s) in %.1f s",
         os.getpid(),

@@ -32,7 +32,16 @@ class StrictJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            text = (await self.body()).decode("utf-8", "replace")
+            body = await self.body()
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as error:
+                # FastAPI passes an HTTPException raised here through unchanged.
+                raise StarletteHTTPException(
+                    status_code=400,
+                    detail=f"body: invalid UTF-8 at byte {error.start}; encode the JSON body "
+                    "as UTF-8",
+                ) from error
 
             def reject_constant(name: str) -> Any:
                 raise json.JSONDecodeError(
@@ -44,15 +53,33 @@ class StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """An APIRoute that parses bodies with StrictJSONRequest; FastAPI turns its errors into 422."""
+    """An APIRoute that parses bodies with StrictJSONRequest; FastAPI turns its errors into 422.
+
+    A body sent with a Content-Type other than JSON gets 415, because FastAPI would pass it
+    on as raw bytes and answer with a misleading "Input should be a valid dictionary".
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict_handler(request: Request) -> Response:
+            content_type = request.headers.get("content-type")
+            if content_type is not None and not _is_json(content_type):
+                raise StarletteHTTPException(
+                    status_code=415,
+                    detail=f"body sent as Content-Type: {content_type[:100]}; send "
+                    "Content-Type: application/json",
+                )
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def field_path(location: Sequence[int | str]) -> str:

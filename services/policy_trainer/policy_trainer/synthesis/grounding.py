@@ -9,7 +9,6 @@ state. Every item, whether written from templates or by a language model, passes
 from __future__ import annotations
 
 from kg_schema import KnowledgeGraph
-
 from policy_trainer.synthesis.questions import Candidate
 
 YES_NO = ("yes", "no")

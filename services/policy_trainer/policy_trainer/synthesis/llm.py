@@ -24,8 +24,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from kg_schema import KnowledgeGraph
 
+from kg_schema import KnowledgeGraph
 from policy_trainer.synthesis.grounding import check_item, normalize_answer
 from policy_trainer.synthesis.questions import Candidate
 from policy_trainer.synthesis.reports import Report

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kg_schema import KnowledgeGraph
-
 from policy_trainer.synthesis.config import SynthesizeConfig
 from policy_trainer.synthesis.dataset import (
     SPLITS,

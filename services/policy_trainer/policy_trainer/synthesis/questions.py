@@ -37,7 +37,6 @@ from importlib import resources
 from typing import Any
 
 from kg_schema import Entity, KnowledgeGraph
-
 from policy_trainer.synthesis.reports import Report
 from policy_trainer.synthesis.sentences import Sentence, sentence_index
 

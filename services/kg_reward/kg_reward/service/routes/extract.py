@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from kg_schema.scoring import ExtractRequest, ExtractResponse
 
 from kg_reward.service.deps import ScorerDep, SettingsDep, require_token
 from kg_reward.service.errors import StrictJSONRoute
 from kg_reward.service.limits import check_batch_size, check_text_lengths
 from kg_reward.service.routes.score import ERROR_RESPONSES
+from kg_schema.scoring import ExtractRequest, ExtractResponse
 
 router = APIRouter(
     tags=["extraction"], route_class=StrictJSONRoute, dependencies=[Depends(require_token)]

@@ -12,10 +12,12 @@ such as ``datasources``; unknown fields are therefore ignored here.
 
 A label is either the reference text, or a JSON object (sent as an object or as a JSON
 string) ``{"reference": "...", "reference_answer": "..."}``.
-The reply's ``scores`` are the rewards divided by the sum of the weights, so they lie in
-[0, 1] as OpenRLHF's dynamic filtering expects. ``extra_logs`` holds one list per
-component; a component that is None (no reference answer) is logged as 0.0, the value it
-adds to the reward.
+The reply's ``scores`` are the rewards divided by the sum of the weights of the components
+that were computed, so they lie in [0, 1] as OpenRLHF's dynamic filtering expects and a
+perfect completion scores 1.0. The answer component is None when the label has no
+reference answer (a plain-text label without an ``<answer>`` block), and its weight then
+stays out of the divisor. ``extra_logs`` holds one list per component; a component that is
+None is logged as 0.0, the value it adds to the reward.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from kg_schema.scoring import ScoreItem
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kg_reward.service import metrics
 from kg_reward.service.deps import ScorerDep, SettingsDep, require_token
 from kg_reward.service.errors import StrictJSONRoute
 from kg_reward.service.limits import check_batch_size, check_text_lengths
-from kg_reward.service.routes.score import ERROR_RESPONSES, item_texts
+from kg_reward.service.routes.score import ERROR_RESPONSES
+from kg_schema.scoring import Components, ScoreItem, UnicodeText, Weights
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +55,15 @@ _SPECIAL_TOKEN = re.compile(
 class OpenRLHFRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    query: list[str] = Field(description="Prompt plus response, special tokens included.")
-    prompts: list[str] | None = Field(
+    query: list[UnicodeText] = Field(
+        description="Prompt plus response, special tokens included."
+    )
+    prompts: list[UnicodeText] | None = Field(
         default=None, description="The prompts, one per query; stripped from the front of each."
     )
-    labels: list[str | dict[str, Any] | None] = Field(
+    # Labels are checked one by one in label_to_item, so that an error names labels[i]
+    # once instead of listing pydantic's union branches.
+    labels: list[Any] = Field(
         description="One reference per query: text, or {'reference', 'reference_answer'}."
     )
 
@@ -98,24 +104,45 @@ def openrlhf_reward(
     items = []
     for position, (query, prompt) in enumerate(zip(body.query, prompts, strict=True)):
         items.append(label_to_item(body.labels[position], position, response_text(query, prompt)))
-    check_text_lengths(item_texts(items), settings)
+    check_text_lengths(_item_texts(items), settings)
 
     scored = scorer.score_batch(items, weights=settings.weights, options=settings.options)
     metrics.CACHE_HITS.inc(scored.stats.cache_hits)
     metrics.CACHE_MISSES.inc(scored.stats.cache_misses)
 
-    weights = settings.weights
-    total_weight = weights.answer + weights.entity + weights.relation + weights.format
     rewards = scored.response.rewards
     components = scored.response.components
     return OpenRLHFResponse(
         rewards=rewards,
-        scores=[reward / total_weight if total_weight > 0 else 0.0 for reward in rewards],
+        scores=[
+            normalized_score(reward, component, settings.weights)
+            for reward, component in zip(rewards, components, strict=True)
+        ],
         extra_logs={
             name: [getattr(component, name) or 0.0 for component in components]
             for name in ("answer", "entity", "relation", "format")
         },
     )
+
+
+def normalized_score(reward: float, components: Components, weights: Weights) -> float:
+    """Divide ``reward`` by the summed weights of the components that are not None."""
+    total = sum(
+        getattr(weights, name)
+        for name in ("answer", "entity", "relation", "format")
+        if getattr(components, name) is not None
+    )
+    return reward / total if total > 0 else 0.0
+
+
+def _item_texts(items: list[ScoreItem]) -> list[tuple[str, str | None]]:
+    """Name each scored text after the request field it came from, for the 413 message."""
+    texts: list[tuple[str, str | None]] = []
+    for position, item in enumerate(items):
+        texts.append((f"query[{position}] (response part)", item.completion))
+        texts.append((f"labels[{position}] (reference)", item.reference))
+        texts.append((f"labels[{position}] (reference_answer)", item.reference_answer))
+    return texts
 
 
 def response_text(query: str, prompt: str | None) -> str:
@@ -141,8 +168,13 @@ def strip_special_tokens(text: str) -> str:
     return _SPECIAL_TOKEN.sub("", text).strip()
 
 
-def label_to_item(label: str | dict[str, Any] | None, position: int, completion: str) -> ScoreItem:
+def label_to_item(label: Any, position: int, completion: str) -> ScoreItem:
     """Build the ScoreItem of one query; invalid labels raise a 422 naming ``labels[i]``."""
+    if label is not None and not isinstance(label, (str, dict)):
+        raise _label_error(
+            position,
+            f"must be a string or an object with 'reference', got {type(label).__name__}",
+        )
     if isinstance(label, str) and label.lstrip().startswith("{"):
         try:
             label = json.loads(label)
@@ -161,15 +193,27 @@ def label_to_item(label: str | dict[str, Any] | None, position: int, completion:
             raise _label_error(position, "needs a non-empty string under 'reference'")
         if answer is not None and not isinstance(answer, str):
             raise _label_error(position, "has a 'reference_answer' that is not a string")
-        return ScoreItem(completion=completion, reference=reference, reference_answer=answer)
+        return _build_item(position, completion, reference, answer)
     if not label or not label.strip():
         raise _label_error(
             position, "is empty; set OpenRLHF's --label_key to the column with the reference"
         )
-    return ScoreItem(completion=completion, reference=label)
+    return _build_item(position, completion, label, None)
+
+
+def _build_item(position: int, completion: str, reference: str, answer: str | None) -> ScoreItem:
+    try:
+        return ScoreItem(completion=completion, reference=reference, reference_answer=answer)
+    except ValidationError as error:
+        # The query was validated already, so the problem lies in the label.
+        problems = "; ".join(
+            f"{item['loc'][0]} {str(item['msg']).removeprefix('Value error, ')}"
+            for item in error.errors()
+        )
+        raise _label_error(position, problems) from None
 
 
 def _label_error(position: int, problem: str) -> RequestValidationError:
+    """Return a 422 error whose message reads ``labels[i]: <problem>``."""
     location = ("body", "labels", position)
-    message = f"labels[{position}] {problem}"
-    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message}])
+    return RequestValidationError([{"type": "value_error", "loc": location, "msg": problem}])
