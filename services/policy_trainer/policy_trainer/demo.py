@@ -443,7 +443,6 @@ def build_report(paths: RunPaths, scale: Scale, reward_url: str,
                  stage_seconds: Mapping[str, float]) -> Path:
     """Re-score GRPO's completions with explanations and write ``report.md``."""
     from kg_reward.client import RewardClient
-
     from policy_trainer import report
 
     completions = report.read_jsonl(paths.root / "grpo" / "completions.jsonl")
@@ -463,13 +462,13 @@ def build_report(paths: RunPaths, scale: Scale, reward_url: str,
         grpo_metrics=_read_json(paths.root / "eval" / "grpo.json"),
         completions=completions,
         step_matching=step_matching,
-        settings=_shown_settings(paths),
+        settings=_report_settings(paths),
     )
     return report.write_report(inputs)
 
 
 # Config fields shown in the report's settings table, per stage config file.
-SHOWN_SETTINGS = {
+REPORT_SETTINGS = {
     "synthesize": ("max_reports",),
     "sft": ("model_path", "max_steps", "num_train_epochs", "per_device_train_batch_size",
             "learning_rate"),
@@ -480,14 +479,14 @@ SHOWN_SETTINGS = {
 }
 
 
-def _shown_settings(paths: RunPaths) -> dict[str, dict[str, Any]]:
-    shown: dict[str, dict[str, Any]] = {}
-    for stage, names in SHOWN_SETTINGS.items():
+def _report_settings(paths: RunPaths) -> dict[str, dict[str, Any]]:
+    settings: dict[str, dict[str, Any]] = {}
+    for stage, names in REPORT_SETTINGS.items():
         path = paths.configs / f"{stage}.yaml"
         if path.is_file():
             values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            shown[stage] = {name: values[name] for name in names if name in values}
-    return shown
+            settings[stage] = {name: values[name] for name in names if name in values}
+    return settings
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -185,6 +185,36 @@ def packaged_chat_template() -> str:
     )
 
 
+def select_chat_template(
+    tokenizer: PreTrainedTokenizerBase,
+    choice: ChatTemplateChoice,
+    chatml: str,
+    *,
+    current: str | dict[str, str] | None,
+    source: str,
+) -> str | None:
+    """Return the template to install for ``choice``, or None to keep ``current``.
+
+    Also gives the tokenizer a pad token (its EOS token) when it has none, because
+    batched generation and padding collators need one.
+    """
+    template: str | None = None
+    if choice == "chatml":
+        vocab = tokenizer.get_vocab()
+        missing = [token for token in ("<|im_start|>", "<|im_end|>") if token not in vocab]
+        if missing:
+            raise ConfigError(
+                f"chat_template 'chatml' needs the tokens {missing}, which {source} "
+                "lacks; set chat_template: model to keep the model's own template"
+            )
+        template = chatml
+    elif not current:
+        raise ConfigError(f"{source} has no chat template; set chat_template: chatml")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return template
+
+
 def load_tokenizer(
     path: Path, *, chat_template: ChatTemplateChoice = "chatml", padding_side: str = "right"
 ) -> PreTrainedTokenizerBase:
@@ -193,21 +223,15 @@ def load_tokenizer(
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = padding_side
-    if chat_template == "chatml":
-        vocab = tokenizer.get_vocab()
-        missing = [token for token in ("<|im_start|>", "<|im_end|>") if token not in vocab]
-        if missing:
-            raise ConfigError(
-                f"chat_template 'chatml' needs the tokens {missing}, which the tokenizer of "
-                f"{path} lacks; set chat_template: model to keep the model's own template"
-            )
-        tokenizer.chat_template = packaged_chat_template()
-    elif not tokenizer.chat_template:
-        raise ConfigError(
-            f"the tokenizer of {path} has no chat template; set chat_template: chatml"
-        )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    template = select_chat_template(
+        tokenizer,
+        chat_template,
+        packaged_chat_template(),
+        current=tokenizer.chat_template,
+        source=f"the tokenizer of {path}",
+    )
+    if template is not None:
+        tokenizer.chat_template = template
     return tokenizer
 
 

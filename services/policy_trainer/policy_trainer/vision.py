@@ -25,6 +25,7 @@ from policy_trainer.models import (
     LoraFields,
     add_tag_tokens,
     build_lora_config,
+    select_chat_template,
     untie_output_layer,
 )
 
@@ -72,22 +73,15 @@ def load_processor(
             f"{model_dir} has a vision_config but no processor (processor_config.json); "
             "save the model's processor next to it with processor.save_pretrained"
         )
-    tokenizer = processor.tokenizer
-    if chat_template == "chatml":
-        vocabulary = tokenizer.get_vocab()
-        missing = [tok for tok in ("<|im_start|>", "<|im_end|>") if tok not in vocabulary]
-        if missing:
-            raise ConfigError(
-                f"chat_template 'chatml' needs the tokens {missing}, which the tokenizer of "
-                f"{model_dir} lacks; set chat_template: model to keep the model's own template"
-            )
-        processor.chat_template = vision_chat_template()
-    elif not processor.chat_template:
-        raise ConfigError(
-            f"the processor of {model_dir} has no chat template; set chat_template: chatml"
-        )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    template = select_chat_template(
+        processor.tokenizer,
+        chat_template,
+        vision_chat_template(),
+        current=processor.chat_template,
+        source=f"the processor of {model_dir}",
+    )
+    if template is not None:
+        processor.chat_template = template
     return processor
 
 
