@@ -368,3 +368,25 @@ def test_run_grpo_vision_with_reward_server(
     changed = changed_names(before_language, after_language)
     assert any("q_proj" in name for name in changed), "GRPO left the decoder unchanged"
     assert changed_names(before_vision, after_vision) == [], "vision tower must stay frozen"
+
+
+@pytest.mark.slow
+def test_evaluate_vision_model_with_images(
+    sft_vision_run: Path, image_records: Path, reward_server_url: str, tmp_path: Path
+) -> None:
+    from policy_trainer.evaluate import EvaluateConfig, run_evaluate
+
+    config = EvaluateConfig(
+        model_path=str(sft_vision_run),
+        test_file=image_records,
+        output_file=tmp_path / "metrics.json",
+        reward_urls=[reward_server_url],
+        max_new_tokens=8,  # short, because the tiny model's text is noise anyway
+        device="cpu",
+    )
+
+    metrics = run_evaluate(config)
+
+    assert metrics["n_items"] == len(QUESTIONS)
+    assert metrics["n_failed"] == 0
+    assert 0.0 <= metrics["answer_accuracy"] <= 1.0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy_trainer import models
+from policy_trainer import models, vision
 from policy_trainer.chat_data import prompt_rows, read_records
 from policy_trainer.grpo import RewardServiceFields
 from policy_trainer.training import write_json
@@ -63,13 +63,30 @@ def run_evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate ``config.model_path`` on ``config.test_file`` and return the metrics."""
     started = time.perf_counter()
 
-    # 1. Test prompts and references.
+    # 1. Test prompts and references; a vision-language model also gets each record's image.
     assert config.test_file is not None  # checked in __post_init__
-    rows = prompt_rows(read_records(config.test_file))[: config.limit]
+    model_dir = models.resolve_model_path(config.model_path, config.model_cache_dir)
+    with_images = vision.is_vision_language_model(model_dir)
+    if with_images:
+        dataset = vision.load_image_dataset_rows(config.test_file, prompt_rows)
+        rows = [dict(row) for row in dataset][: config.limit]
+    else:
+        rows = prompt_rows(read_records(config.test_file))[: config.limit]
 
     # 2. Greedy completions.
-    model_dir = models.resolve_model_path(config.model_path, config.model_cache_dir)
-    completions = generate_greedy(model_dir, [row["prompt"] for row in rows], config)
+    prompts = [row["prompt"] for row in rows]
+    if with_images:
+        completions = vision.generate_greedy_with_images(
+            model_dir,
+            prompts,
+            [row.get("images") or [] for row in rows],
+            chat_template=config.chat_template,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=config.batch_size,
+            device=_resolve_device(config.device),
+        )
+    else:
+        completions = generate_greedy(model_dir, prompts, config)
 
     # 3. Scores with explanations.
     result = score_with_explanations(rows, completions, config)
@@ -94,9 +111,7 @@ def generate_greedy(model_dir: Path, prompts: Sequence[list[dict[str, Any]]],
     """Return one greedy completion per conversational prompt."""
     import torch
 
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _resolve_device(config.device)
     tokenizer = models.load_tokenizer(
         model_dir, chat_template=config.chat_template, padding_side="left"
     )
@@ -196,6 +211,14 @@ def summarize(result: Any, weights: Sequence[float]) -> dict[str, Any]:
         "relation_counts": dict(zip(("matched", "extra", "missing"), relation_counts,
                                     strict=True)),
     }
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _mean(values: Sequence[float]) -> float | None:
