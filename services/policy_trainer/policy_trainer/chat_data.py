@@ -99,8 +99,8 @@ def load_dataset_rows(
 ) -> Dataset:
     """Read ``path`` and build a ``datasets.Dataset`` of ``to_rows(records)``.
 
-    NOTE: text only for now. Records with an ``image`` are read, but the image is not
-    passed on; the vision path extends this function.
+    Text models only: an ``image`` field is ignored here. Vision-language models read
+    their data through ``vision.load_image_dataset_rows``, which adds the images.
     """
     from datasets import Dataset
 
