@@ -58,6 +58,10 @@ class TrainingFields:
     save_total_limit: int | None = field(
         default=3, metadata={"help": "Checkpoints kept; older ones are deleted. null keeps all."}
     )
+    progress_bar: bool = field(
+        default=True,
+        metadata={"help": "Show the trainer's tqdm progress bar (false for log files only)."},
+    )
     seed: int = field(default=42, metadata={"help": "Seed of data order, dropout and sampling."})
     mixed_precision: MixedPrecision = field(
         default="no", metadata={"help": "Autocast on GPU: no, bf16 or fp16. Use no on CPU."}
@@ -121,7 +125,7 @@ def trainer_arguments(fields: TrainingFields) -> dict[str, Any]:
         "use_cpu": fields.use_cpu,
         "gradient_checkpointing": fields.gradient_checkpointing,
         "report_to": list(fields.report_to),
-        "disable_tqdm": True,
+        "disable_tqdm": not fields.progress_bar,
     }
 
 
