@@ -47,6 +47,17 @@ def test_load_config_flag_overrides_yaml(tmp_path: Path) -> None:
     assert config.bf16 is True
 
 
+def test_load_config_float_exponent_without_dot() -> None:
+    config = _load(["--learning_rate", "2e-4"])
+
+    assert config.learning_rate == 2e-4
+
+
+def test_load_config_float_rejects_word() -> None:
+    with pytest.raises(ConfigError, match="expected float, got 'fast'"):
+        _load(["--learning_rate", "fast"])
+
+
 def test_load_config_parses_list_and_path() -> None:
     config = _load(["--reward_weights", "[2, 1, 0]", "--output_dir", "runs/x"])
 

@@ -156,6 +156,12 @@ def _coerce_scalar(name: str, value: Any, hint: Any) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads exponents without a dot ("2e-4") as strings.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is str:
         return str(value)
     if hint is Path:
