@@ -5,8 +5,8 @@
 - ``tiny``: a tiny local model built by ``policy_trainer.tiny`` and a few reports and
   steps; it checks the wiring in CI in a few minutes on 2 CPU cores and learns nothing.
 - ``small`` (the default of ``make demo``): SmolLM2-135M-Instruct on a few hundred
-  reports, sized for about 30 minutes on 2 CPU cores (19 to 36 min measured on 2 cores
-  shared with other jobs).
+  reports, sized to stay under 30 minutes on 2 CPU cores (12 min measured on an idle
+  2-core machine).
 - ``full``: every report and the method's group size of 8; hours on a CPU, meant for a GPU.
 
 Each stage's values start from the packaged stage YAML (``policy_trainer/configs/``), then
@@ -57,7 +57,7 @@ SCALES: dict[str, Scale] = {
     ),
     # The small scale uses larger learning rates than the packaged CPU configs so that a
     # short run still learns: with 30 SFT steps at 2e-4, SmolLM2 closed an <answer> block
-    # in 11 of 40 test answers (accuracy 0.10); 60 steps at 1e-3 gave accuracy 0.675.
+    # in 11 of 40 test answers (accuracy 0.10); 60 steps at 1e-3 gave accuracy 0.75.
     "small": Scale(
         name="small",
         tiny_model=False,
@@ -68,7 +68,7 @@ SCALES: dict[str, Scale] = {
                     "save_steps": 1000},
             "mine": {"sample_fraction": 0.03, "sizes": [48], "top_k": 4, "max_new_tokens": 64,
                      "batch_size": 16},
-            "grpo": {"max_steps": 10, "learning_rate": 5e-5, "num_generations": 4,
+            "grpo": {"max_steps": 30, "learning_rate": 2e-4, "num_generations": 4,
                      "per_device_train_batch_size": 8, "max_completion_length": 64,
                      "logging_steps": 1, "save_steps": 1000},
             "evaluate": {"limit": 40, "max_new_tokens": 64, "batch_size": 20},
