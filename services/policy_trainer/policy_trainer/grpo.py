@@ -332,13 +332,10 @@ def run_grpo(config: GRPOStageConfig, callbacks: Sequence[Any] = ()) -> Path:
             train_lm_head=config.train_lm_head, padding_side="left",
         )
     else:
-        tokenizer = models.load_tokenizer(
-            model_dir, chat_template=config.chat_template, padding_side="left"
+        model, tokenizer, tag_ids = models.load_text_policy(
+            model_dir, chat_template=config.chat_template,
+            train_lm_head=config.train_lm_head, padding_side="left",
         )
-        model = models.load_causal_lm(model_dir)
-        if config.train_lm_head:
-            models.untie_output_layer(model)
-        tag_ids = models.add_tag_tokens(model, tokenizer)
 
     # 2. Prompts with their reference rationale and answer as extra dataset columns,
     #    which TRL hands to the reward functions.

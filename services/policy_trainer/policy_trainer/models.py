@@ -314,6 +314,22 @@ def untie_output_layer(model: PreTrainedModel) -> None:
     text_config.tie_word_embeddings = False
 
 
+def load_text_policy(
+    model_dir: Path, *, chat_template: ChatTemplateChoice = "chatml", train_lm_head: bool = True,
+    padding_side: str = "right",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, list[int]]:
+    """Load a causal LM and its tokenizer and add the tag tokens.
+
+    Returns ``(model, tokenizer, tag ids)``, as ``vision.load_vision_policy`` does for a VLM.
+    """
+    tokenizer = load_tokenizer(model_dir, chat_template=chat_template, padding_side=padding_side)
+    model = load_causal_lm(model_dir)
+    if train_lm_head:
+        untie_output_layer(model)
+    tag_ids = add_tag_tokens(model, tokenizer)
+    return model, tokenizer, tag_ids
+
+
 def build_lora_config(fields: LoraFields, tag_token_ids: list[int]) -> LoraConfig:
     """Build the PEFT LoRA config; with ``train_lm_head`` the output layer and tags train too."""
     from peft import LoraConfig

@@ -90,11 +90,9 @@ def run_sft(config: SFTStageConfig) -> Path:
             model_dir, chat_template=config.chat_template, train_lm_head=config.train_lm_head
         )
     else:
-        tokenizer = models.load_tokenizer(model_dir, chat_template=config.chat_template)
-        model = models.load_causal_lm(model_dir)
-        if config.train_lm_head:
-            models.untie_output_layer(model)
-        tag_ids = models.add_tag_tokens(model, tokenizer)
+        model, tokenizer, tag_ids = models.load_text_policy(
+            model_dir, chat_template=config.chat_template, train_lm_head=config.train_lm_head
+        )
 
     # 2. Data: conversational rows, so TRL applies the chat template itself.
     assert config.train_file is not None  # checked in __post_init__
