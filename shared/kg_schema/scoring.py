@@ -82,7 +82,7 @@ class Weights(BaseModel):
 
 
 class ScoreOptions(BaseModel):
-    """How the components are computed. ``preset`` overrides the other fields.
+    """Options of the component computation. ``preset`` overrides the other fields.
 
     Numbers and ``explain`` are strict: JSON strings and booleans are rejected where a
     number is expected, and strings or numbers where a boolean is.

@@ -55,9 +55,9 @@ SCALES: dict[str, Scale] = {
             "evaluate": {"limit": 12, "max_new_tokens": 24, "batch_size": 12},
         },
     ),
-    # The small scale uses larger learning rates than the packaged CPU configs so that a
-    # short run still learns: with 30 SFT steps at 2e-4, SmolLM2 closed an <answer> block
-    # in 11 of 40 test answers (accuracy 0.10); 60 steps at 1e-3 gave accuracy 0.75.
+    # The small scale uses larger learning rates than the packaged CPU configs, so that a
+    # short run still learns. With 30 SFT steps at 2e-4, SmolLM2 closed an <answer> block
+    # in 11 of 40 test answers (accuracy 0.10). With 60 steps at 1e-3, accuracy was 0.75.
     "small": Scale(
         name="small",
         tiny_model=False,
